@@ -1,0 +1,173 @@
+"""Turn sensor_msgs images into BGR arrays (and back) without importing ROS.
+
+Messages are duck-typed: anything with the fields of ``sensor_msgs/Image`` or
+``sensor_msgs/CompressedImage`` works, so this module is testable with plain containers.
+Raw images are returned as views over the message buffer wherever the layout allows: the
+preprocessor copies only the network's crop, so copying whole frames here would be wasted work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be turned into a BGR array."""
+
+
+@dataclass(frozen=True)
+class _PixelLayout:
+    """How one raw encoding stores a pixel, and which of its channels are B, G, R."""
+
+    channels: int
+    bytes_per_channel: int
+    bgr_channels: slice
+
+
+_BGR_ORDER = slice(0, 3)
+_REVERSED_TO_BGR = slice(2, None, -1)
+_GRAY = slice(0, 1)
+
+_LAYOUTS = {
+    "bgr8": _PixelLayout(3, 1, _BGR_ORDER),
+    "rgb8": _PixelLayout(3, 1, _REVERSED_TO_BGR),
+    "bgra8": _PixelLayout(4, 1, _BGR_ORDER),
+    "rgba8": _PixelLayout(4, 1, _REVERSED_TO_BGR),
+    "mono8": _PixelLayout(1, 1, _GRAY),
+    "bgr16": _PixelLayout(3, 2, _BGR_ORDER),
+    "rgb16": _PixelLayout(3, 2, _REVERSED_TO_BGR),
+    "bgra16": _PixelLayout(4, 2, _BGR_ORDER),
+    "rgba16": _PixelLayout(4, 2, _REVERSED_TO_BGR),
+    "mono16": _PixelLayout(1, 2, _GRAY),
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+
+
+def image_message_to_bgr(message) -> np.ndarray:
+    """Return an (H, W, 3) uint8 BGR view of a ``sensor_msgs/Image``.
+
+    The result may share memory with ``message.data`` and may have negative or zero strides
+    (rgb8 is a reversed view, mono is broadcast); call ``np.ascontiguousarray`` if you need a
+    plain array. 16-bit encodings keep their most significant byte (value >> 8).
+    """
+    layout = _layout_for(message.encoding)
+    height, width, step = int(message.height), int(message.width), int(message.step)
+    bytes_per_pixel = layout.channels * layout.bytes_per_channel
+    _check_geometry(height, width, step, bytes_per_pixel, message.encoding)
+    raw = _as_byte_array(message.data)
+    if raw.size < height * step:
+        raise ImageConversionError(
+            f"image message data is truncated: {raw.size} bytes, but height x step = "
+            f"{height} x {step} = {height * step}; the publisher sent an incomplete frame, "
+            "check its height, step and data fields"
+        )
+    rows = raw[: height * step].reshape(height, step)[:, : width * bytes_per_pixel]
+    samples = rows.reshape(height, width, layout.channels, layout.bytes_per_channel)
+    # value >> 8 of a 16-bit sample is its most significant byte, so select that byte:
+    # the same result as shifting, with no arithmetic and no copy.
+    significant_byte = 0 if message.is_bigendian or layout.bytes_per_channel == 1 else 1
+    bgr = samples[..., significant_byte][..., layout.bgr_channels]
+    if layout.channels == 1:
+        return np.broadcast_to(bgr, (height, width, 3))
+    return bgr
+
+
+def compressed_message_to_bgr(message) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) into an (H, W, 3) uint8 BGR array.
+
+    OpenCV decodes colour as BGR whatever the original encoding named in ``format`` was, and
+    grey or alpha images are converted to three channels, so ``format`` needs no parsing.
+    """
+    image_format = str(message.format)
+    if "compresseddepth" in image_format.lower():
+        raise ImageConversionError(
+            f"compressed image format {image_format!r} is a compressed depth image, not a colour "
+            "image; subscribe to the colour camera's compressed topic instead"
+        )
+    raw = _as_byte_array(message.data)
+    if raw.size == 0:
+        raise ImageConversionError(
+            f"compressed image message (format {image_format!r}) has no data; the publisher "
+            "sent an empty frame, check the camera driver"
+        )
+    bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(
+            f"could not decode the {raw.size} bytes of a compressed image (format "
+            f"{image_format!r}) as JPEG/PNG; subscribe to a 'compressed' image_transport topic "
+            "or to the raw image topic"
+        )
+    return bgr
+
+
+def bgr_to_image_fields(bgr: np.ndarray) -> tuple[int, int, str, int, int, bytes]:
+    """Return (height, width, encoding, is_bigendian, step, data) of a bgr8 ``sensor_msgs/Image``.
+
+    ``data`` is one ``bytes`` object because filling a message's data field element by element
+    from a NumPy array is very slow in rclpy.
+    """
+    if not _is_bgr_array(bgr):
+        shape, dtype = getattr(bgr, "shape", None), getattr(bgr, "dtype", type(bgr).__name__)
+        raise ImageConversionError(
+            f"expected an (H, W, 3) uint8 BGR array to publish, got shape {shape} dtype {dtype}; "
+            "convert it with cv2.cvtColor / astype(np.uint8) first"
+        )
+    height, width = bgr.shape[:2]
+    if height == 0 or width == 0:
+        raise ImageConversionError(
+            f"cannot publish an empty image ({height}x{width}); pass an image with pixels"
+        )
+    return height, width, "bgr8", 0, width * 3, bgr.tobytes()
+
+
+def _is_bgr_array(array) -> bool:
+    return (isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.ndim == 3
+            and array.shape[2] == 3)
+
+
+def _layout_for(encoding: str) -> _PixelLayout:
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: "
+            f"{', '.join(SUPPORTED_ENCODINGS)}. "
+            "Depth images (e.g. '32FC1', '16UC1') are not colour images: subscribe to the "
+            "camera's colour topic, or convert other encodings (Bayer, YUV) with image_proc"
+        )
+    return layout
+
+
+def _check_geometry(height: int, width: int, step: int, bytes_per_pixel: int,
+                    encoding: str) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(
+            f"image message has no pixels (height {height}, width {width}); the publisher sent "
+            "an empty frame, check the camera driver"
+        )
+    if step < width * bytes_per_pixel:
+        raise ImageConversionError(
+            f"image message step {step} is smaller than width x bytes per pixel = {width} x "
+            f"{bytes_per_pixel} = {width * bytes_per_pixel} for {encoding!r}; the publisher "
+            "filled step or encoding wrongly, step must be the number of bytes per row"
+        )
+
+
+def _as_byte_array(data) -> np.ndarray:
+    """View message data (bytes, bytearray, array.array, memoryview, uint8 array) as flat uint8."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ImageConversionError(
+                f"image message data is a {data.dtype} array; it must hold uint8 bytes"
+            )
+        return data.reshape(-1)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError as error:
+        raise ImageConversionError(
+            f"image message data of type {type(data).__name__} is not a byte buffer; pass "
+            "bytes, bytearray, array.array('B'), memoryview or a uint8 NumPy array"
+        ) from error
