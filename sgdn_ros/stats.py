@@ -1,0 +1,59 @@
+"""Counters and latency percentiles of the detector, safe to update from several threads."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    received: int
+    processed: int
+    dropped: int
+    rejected: int
+    failed: int
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+
+    def summary(self) -> str:
+        return (
+            f"received {self.received}, processed {self.processed}, dropped {self.dropped} "
+            f"(stale), rejected {self.rejected} (bad image), failed {self.failed}; latency "
+            f"p50 {self.latency_p50_ms:.1f} ms, p90 {self.latency_p90_ms:.1f} ms, "
+            f"p99 {self.latency_p99_ms:.1f} ms, max {self.latency_max_ms:.1f} ms")
+
+
+class DetectorStats:
+    """Frame counts since configure, and receive-to-publish latency over the last frames."""
+
+    def __init__(self, latency_window: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._latencies_s: collections.deque[float] = collections.deque(maxlen=latency_window)
+        self._counts = dict.fromkeys(("received", "processed", "dropped", "rejected", "failed"), 0)
+
+    def count(self, event: str) -> None:
+        with self._lock:
+            self._counts[event] += 1
+
+    def record_latency(self, seconds: float) -> None:
+        with self._lock:
+            self._latencies_s.append(seconds)
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            counts = dict(self._counts)
+            latencies_ms = np.array(self._latencies_s, dtype=np.float64) * 1e3
+        if latencies_ms.size:
+            p50, p90, p99 = np.percentile(latencies_ms, (50, 90, 99))
+            worst = float(latencies_ms.max())
+        else:
+            p50 = p90 = p99 = worst = float("nan")
+        return StatsSnapshot(
+            **counts, latency_p50_ms=float(p50), latency_p90_ms=float(p90),
+            latency_p99_ms=float(p99), latency_max_ms=worst)
