@@ -1,0 +1,130 @@
+"""The interface every inference backend shares, and the output-naming rules they all apply.
+
+A backend loads a model once (failing early, with one clear message, on anything the pipeline
+cannot feed or decode) and then runs it frame after frame. Loading is separate from running so
+that a bad model is reported when the node is configured, not on the first camera frame.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Sequence
+
+import numpy as np
+
+PUBLISHED_OUTPUT_NAMES: tuple[str, str, str] = ("output_able", "output_angle", "output_width")
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, unreadable, or does not have SGDN's inputs and outputs."""
+
+
+class InferenceError(RuntimeError):
+    """Running a loaded model failed."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model takes and gives; all dimensions are static."""
+
+    input_name: str
+    input_shape: tuple[int, int, int, int]
+    able_name: str
+    angle_name: str
+    width_name: str
+    num_angle_classes: int
+    width_channels: int
+    output_height: int
+    output_width: int
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """The three logit maps of one frame, float32, always in this order whatever the model's."""
+
+    able: np.ndarray
+    angle: np.ndarray
+    width: np.ndarray
+
+
+class InferenceBackend(abc.ABC):
+    """A loaded model. Use as a context manager, or call ``close`` when done.
+
+    ``last_inference_seconds`` is the wall time of the latest ``infer`` (None before the first).
+    ``selection_reason`` is set by ``create_backend`` to say why this backend was chosen.
+    """
+
+    name: str = "abstract"
+    selection_reason: str = ""
+    last_inference_seconds: float | None = None
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> ModelInfo:
+        """Input and output description, fixed at load time."""
+
+    @abc.abstractmethod
+    def infer(self, planes: np.ndarray) -> ModelOutputs:
+        """Run one frame: ``planes`` is float32 with shape ``info.input_shape``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the model; safe to call more than once."""
+
+    def __enter__(self) -> InferenceBackend:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+def resolve_output_names(
+    names: Sequence[str], shapes: Sequence[Sequence[int]]
+) -> tuple[str, str, str]:
+    """Return the (able, angle, width) output names, checked against their shapes.
+
+    The published names are used when all three are present, so exports that reorder outputs
+    still work; otherwise the outputs are taken by position in SGDN's order. Raises
+    ``ModelLoadError`` when the shapes cannot be SGDN's: (1, 1, H, W), (1, K, H, W) with K >= 2,
+    and (1, 1 or K, H, W).
+    """
+    if len(names) != 3 or len(shapes) != 3:
+        raise ModelLoadError(
+            f"the model has {len(names)} outputs ({', '.join(names)}); an SGDN model has 3: "
+            "able, angle and width logits")
+    by_name = dict(zip(names, (tuple(shape) for shape in shapes)))
+    if set(PUBLISHED_OUTPUT_NAMES) <= by_name.keys():
+        chosen = PUBLISHED_OUTPUT_NAMES
+        how = "found by their published names"
+    else:
+        chosen = tuple(names)
+        how = f"taken by position, since not all of {', '.join(PUBLISHED_OUTPUT_NAMES)} exist"
+    able, angle, width = (by_name[name] for name in chosen)
+    described = ", ".join(f"{role} {name!r} {shape}" for role, name, shape
+                          in zip(("able", "angle", "width"), chosen, (able, angle, width)))
+    problem = _output_shape_problem(able, angle, width)
+    if problem:
+        raise ModelLoadError(
+            f"the model's outputs are not SGDN's: {problem} (outputs {how}: {described}); "
+            "export the outputs in the order able, angle, width, or give them the published names")
+    return chosen[0], chosen[1], chosen[2]
+
+
+def _output_shape_problem(able: tuple[int, ...], angle: tuple[int, ...],
+                          width: tuple[int, ...]) -> str:
+    """What is wrong with the three output shapes, or '' when they fit SGDN's contract."""
+    for role, shape in (("able", able), ("angle", angle), ("width", width)):
+        if len(shape) != 4 or shape[0] != 1:
+            return f"{role} should have shape (1, C, H, W)"
+    if able[1] != 1:
+        return f"able should have 1 channel, not {able[1]}"
+    if angle[1] < 2:
+        return f"angle should have one channel per angle class (at least 2), not {angle[1]}"
+    if width[1] not in (1, angle[1]):
+        return f"width should have 1 or {angle[1]} (one per angle class) channels, not {width[1]}"
+    if not able[2:] == angle[2:] == width[2:]:
+        return "the three outputs should have the same height and width"
+    return ""

@@ -1,0 +1,165 @@
+"""SGDN on ONNX Runtime: CUDA when onnxruntime-gpu can use it, the CPU otherwise.
+
+Everything about the model is checked while loading: one float input of static shape
+(1, 3, H, W) and SGDN's three outputs. A dynamic batch dimension is fixed to 1; dynamic output
+dimensions are learnt from one run on zeros, so ``info`` is always fully static.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from os import PathLike
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from sgdn_ros.backends.base import (
+    InferenceBackend,
+    InferenceError,
+    ModelInfo,
+    ModelLoadError,
+    ModelOutputs,
+    resolve_output_names,
+)
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                "tensor(double)": np.float64}
+_INPUT_CHANNELS = 3
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """An ONNX model loaded into an ONNX Runtime session.
+
+    ``providers`` lists the execution providers the session really uses, most preferred first;
+    ``name`` is ``onnxruntime-cuda`` when CUDA is among them, else ``onnxruntime-cpu``.
+    ``intra_op_threads`` = 0 lets ONNX Runtime choose (one per physical core).
+    """
+
+    def __init__(self, model_path: str | PathLike[str], *, intra_op_threads: int = 0,
+                 prefer_gpu: bool = True) -> None:
+        if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) \
+                or intra_op_threads < 0:
+            raise ValueError(
+                f"intra_op_threads must be an integer >= 0 (0: ONNX Runtime decides), "
+                f"got {intra_op_threads!r}")
+        path = pathlib.Path(model_path).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model file not found: {path}; set the model_path parameter to an ONNX file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        requested = [CPU_PROVIDER]
+        if prefer_gpu and CUDA_PROVIDER in ort.get_available_providers():
+            requested.insert(0, CUDA_PROVIDER)
+        try:
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
+                str(path), sess_options=options, providers=requested)
+        except Exception as error:  # ONNX Runtime's errors share no base class but Exception
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ModelLoadError(
+                f"cannot load {path} as an ONNX model ({reason}); check that it is a complete "
+                ".onnx export, not a truncated copy or another file format") from error
+        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
+        self.name = "onnxruntime-cuda" if CUDA_PROVIDER in self.providers else "onnxruntime-cpu"
+        self._info = _describe_model(self._session, path)
+        self._output_order = [self._info.able_name, self._info.angle_name, self._info.width_name]
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def infer(self, planes: np.ndarray) -> ModelOutputs:
+        if self._session is None:
+            raise InferenceError("the backend is closed; create a new one to run inference")
+        expected = self._info.input_shape
+        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
+                or planes.shape != expected:
+            raise ValueError(
+                f"planes must be a float32 array of shape {expected}, got "
+                f"{getattr(planes, 'dtype', type(planes).__name__)} "
+                f"{getattr(planes, 'shape', '')}; build them with sgdn_ros.preprocessing")
+        started = time.perf_counter()
+        try:
+            able, angle, width = self._session.run(
+                self._output_order, {self._info.input_name: np.ascontiguousarray(planes)})
+        except Exception as error:  # ONNX Runtime's errors share no base class but Exception
+            raise InferenceError(f"ONNX Runtime failed to run the model: {error}") from error
+        self.last_inference_seconds = time.perf_counter() - started
+        return ModelOutputs(*(np.asarray(maps, dtype=np.float32) for maps in (able, angle, width)))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _describe_model(session: ort.InferenceSession, path: pathlib.Path) -> ModelInfo:
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelLoadError(
+            f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); an SGDN "
+            "model has one: the image planes")
+    input_shape = _static_input_shape(inputs[0], path)
+    outputs = session.get_outputs()
+    for output in outputs:
+        if output.type not in _FLOAT_TYPES:
+            raise ModelLoadError(
+                f"{path}: output {output.name!r} is {output.type}; SGDN outputs float logits")
+    shapes: Sequence[Sequence[object]] = [output.shape for output in outputs]
+    if not all(isinstance(dim, int) for shape in shapes for dim in shape):
+        shapes = _shapes_from_a_run(session, inputs[0], input_shape, path)
+    names = [output.name for output in outputs]
+    able_name, angle_name, width_name = resolve_output_names(names, shapes)
+    shape_of = dict(zip(names, shapes))
+    return ModelInfo(
+        input_name=inputs[0].name,
+        input_shape=input_shape,
+        able_name=able_name,
+        angle_name=angle_name,
+        width_name=width_name,
+        num_angle_classes=int(shape_of[angle_name][1]),
+        width_channels=int(shape_of[width_name][1]),
+        output_height=int(shape_of[able_name][2]),
+        output_width=int(shape_of[able_name][3]),
+    )
+
+
+def _static_input_shape(node: ort.NodeArg, path: pathlib.Path) -> tuple[int, int, int, int]:
+    """The input's (1, 3, H, W); a symbolic batch dimension becomes 1."""
+    if node.type != "tensor(float)":
+        raise ModelLoadError(
+            f"{path}: input {node.name!r} is {node.type}; this pipeline feeds float32 planes, "
+            "export the model with a float32 input")
+    shape = list(node.shape)
+    if len(shape) != 4:
+        raise ModelLoadError(
+            f"{path}: input {node.name!r} has shape {shape}; expected 4 dimensions "
+            "(1, 3, H, W): a batch of one image as B, G, R planes")
+    batch, channels, height, width = shape
+    if not all(isinstance(dim, int) for dim in (channels, height, width)):
+        raise ModelLoadError(
+            f"{path}: input {node.name!r} has dynamic dimensions {shape}; the input must be "
+            "static: export the model with a static input shape such as (1, 3, 320, 320)")
+    if isinstance(batch, int) and batch != 1:
+        raise ModelLoadError(
+            f"{path}: input {node.name!r} has batch size {batch}; this pipeline runs one image "
+            "at a time, export the model with batch size 1")
+    if channels != _INPUT_CHANNELS:
+        raise ModelLoadError(
+            f"{path}: input {node.name!r} has {channels} channel(s), shape {shape}; this "
+            "pipeline feeds 3 BGR planes, so use an RGB model (not a depth-only one)")
+    return (1, channels, height, width)
+
+
+def _shapes_from_a_run(session: ort.InferenceSession, node: ort.NodeArg,
+                       input_shape: tuple[int, ...], path: pathlib.Path) -> list[tuple[int, ...]]:
+    """Learn output shapes that the model leaves symbolic by running it once on zeros."""
+    try:
+        results = session.run(None, {node.name: np.zeros(input_shape, dtype=np.float32)})
+    except Exception as error:  # ONNX Runtime's errors share no base class but Exception
+        raise ModelLoadError(
+            f"{path}: its output shapes are dynamic and a trial run on zeros of shape "
+            f"{input_shape} failed ({error}); export the model with static shapes") from error
+    return [tuple(result.shape) for result in results]
