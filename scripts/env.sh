@@ -8,5 +8,8 @@ fi
 export VIRTUAL_ENV="$sgdn_venv"
 export PATH="$sgdn_venv/bin:$PATH"
 export AMENT_PREFIX_PATH="$sgdn_venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+# colcon's setup scripts read unset variables: relax `set -u` while they run.
+case $- in *u*) sgdn_nounset=1; set +u ;; *) sgdn_nounset= ;; esac
 COLCON_CURRENT_PREFIX="$sgdn_workspace/install" source "$sgdn_workspace/install/setup.sh"
+[[ -n $sgdn_nounset ]] && set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST

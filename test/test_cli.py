@@ -1,0 +1,72 @@
+"""The command line without ROS: detect, txt, make-test-model, make-scenes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import cv2
+
+from sgdn_ros.cli import main
+from sgdn_ros.preprocessing import read_sample_txt
+from sgdn_ros.scenes import write_demo_scenes
+
+
+def test_detect_prints_grasps_on_the_objects_and_writes_annotated_images(
+        tmp_path, capsys, model_k120):
+    scenes = write_demo_scenes(tmp_path / "scenes", count=2, seed=4)
+    exit_code = main(["detect", str(tmp_path / "scenes"), "--model", str(model_k120),
+                      "--out", str(tmp_path / "out")])
+    assert exit_code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["image"] for record in records] == [str(path) for path, _ in scenes]
+    for record, (path, objects) in zip(records, scenes):
+        assert len(record["grasps"]) == len(objects)
+        for grasp in record["grasps"]:
+            nearest = min(math.hypot(grasp["u"] - obj.col, grasp["v"] - obj.row)
+                          for obj in objects)
+            assert nearest < 4.0
+            assert grasp["width_m"] is None
+        assert set(record["stage_ms"]) == {"preprocess", "infer", "decode"}
+        assert cv2.imread(str(tmp_path / "out" / f"{path.stem}_grasps.png")) is not None
+
+
+def test_detect_reports_a_missing_model_in_one_line(tmp_path, capsys):
+    scenes = write_demo_scenes(tmp_path, count=1)
+    exit_code = main(["detect", str(scenes[0][0]), "--model", str(tmp_path / "none.onnx")])
+    error = capsys.readouterr().err
+    assert exit_code == 2
+    assert "none.onnx" in error and "Traceback" not in error
+
+
+def test_txt_writes_the_published_sample_layout(tmp_path):
+    scenes = write_demo_scenes(tmp_path, count=1)
+    image = cv2.imread(str(scenes[0][0]))
+    assert main(["txt", str(scenes[0][0]), "-o", str(tmp_path / "input.txt")]) == 0
+    crop = read_sample_txt(tmp_path / "input.txt")
+    assert (crop == image[80:400, 160:480]).all()
+
+
+def test_make_test_model_and_make_scenes(tmp_path):
+    assert main(["make-test-model", str(tmp_path / "m.onnx"), "--classes", "18",
+                 "--width-per-class"]) == 0
+    import onnx
+
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    channels = [output.type.tensor_type.shape.dim[1].dim_value for output in model.graph.output]
+    assert channels == [1, 18, 18]
+    assert main(["make-scenes", str(tmp_path / "s"), "--count", "3"]) == 0
+    assert len(list((tmp_path / "s").glob("*.png"))) == 3
+
+
+def test_detect_needs_no_ros(tmp_path, model_k120):
+    """`pip install .` users have no rclpy: detect must not import it."""
+    scenes = write_demo_scenes(tmp_path, count=1)
+    script = ("import sys; sys.modules['rclpy'] = None; from sgdn_ros.cli import main; "
+              f"sys.exit(main(['detect', {str(scenes[0][0])!r}, '--model', {str(model_k120)!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["grasps"]) == len(scenes[0][1])

@@ -1,0 +1,290 @@
+"""The lifecycle node over real Fast DDS (loopback): transitions, grasps at the expected pixel,
+the heatmap, bad images, a flood of frames, runtime parameters, QoS, compressed images."""
+
+from __future__ import annotations
+
+import array
+import math
+import threading
+import time
+
+import cv2
+import pytest
+
+from conftest import ROS_MISSING
+from sgdn_ros.scenes import SceneObject, render_tabletop_scene
+
+rclpy = pytest.importorskip("rclpy", reason=ROS_MISSING or "")
+pytest.importorskip("sgdn_ros.msg", reason=ROS_MISSING or "")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from sgdn_ros.msg import GraspPose, GraspPoseArray  # noqa: E402
+from sgdn_ros.node import GraspDetectorNode  # noqa: E402
+from sgdn_ros.player import CAMERA_QOS  # noqa: E402
+from sgdn_ros.ros_harness import (  # noqa: E402
+    DETECTOR_HEATMAP_TOPIC,
+    Recorder,
+    stamp_key,
+    wait_until,
+)
+from sgdn_ros.ros_messages import bgr_to_image_message  # noqa: E402
+
+ANSWER_TIMEOUT_S = 30.0
+OBJECT = SceneObject(row=250.0, col=330.0, length=110.0, thickness=34.0,
+                     grasp_angle=math.radians(60.0), shape="box", colour_bgr=(40, 30, 110))
+
+
+def angle_difference_deg(a: float, b: float) -> float:
+    difference = abs(a - b) % math.pi
+    return math.degrees(min(difference, math.pi - difference))
+
+
+class Rig:
+    """The detector node and a camera/listener node in one context, spun on one thread."""
+
+    def __init__(self, context, parameters: dict[str, object]) -> None:
+        self.detector = GraspDetectorNode(
+            context=context,
+            parameter_overrides=[Parameter(name, value=value)
+                                 for name, value in parameters.items()])
+        self.peer = rclpy.create_node("test_peer", context=context)
+        self.image_publisher = self.peer.create_publisher(Image, "image_raw", CAMERA_QOS)
+        self.best = Recorder(self.peer, GraspPose, "grasp")
+        self.all = Recorder(self.peer, GraspPoseArray, "grasps")
+        self.heatmaps = Recorder(self.peer, Image, DETECTOR_HEATMAP_TOPIC)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor.add_node(self.detector)
+        self.executor.add_node(self.peer)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self._sequence = 0
+
+    def image_message(self, bgr) -> Image:
+        self._sequence += 1
+        header = Header(frame_id="test_camera")
+        header.stamp.sec, header.stamp.nanosec = 1000, self._sequence
+        return bgr_to_image_message(bgr, header)
+
+    def wait_for_subscriber(self) -> None:
+
+        assert wait_until(lambda: self.image_publisher.get_subscription_count() > 0, 10.0), \
+            "the detector never subscribed to image_raw"
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.detector.destroy_node()
+        self.peer.destroy_node()
+
+
+@pytest.fixture
+def rig_factory(ros_context, model_k120):
+    rigs = []
+
+    def make(**parameters) -> Rig:
+        parameters.setdefault("model_path", str(model_k120))
+        parameters.setdefault("stats_period_s", 0.0)
+        rig = Rig(ros_context, parameters)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def configure_and_activate(rig: Rig) -> None:
+    assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    rig.wait_for_subscriber()
+
+
+def scene_image():
+    image, _objects = render_tabletop_scene(3, objects=[OBJECT])
+    return image
+
+
+def test_lifecycle_grasp_at_expected_pixel_and_heatmap(rig_factory):
+    rig = rig_factory()
+    configure_and_activate(rig)
+    message = rig.image_message(scene_image())
+    rig.image_publisher.publish(message)
+
+    best = rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S)
+    assert best is not None, "no GraspPose on /grasp"
+    assert best.header.frame_id == "test_camera"
+    assert math.hypot(best.u - OBJECT.col, best.v - OBJECT.row) < 4.0
+    assert angle_difference_deg(best.angle, OBJECT.grasp_angle) < 6.0
+    assert best.confidence > 0.9
+    assert best.num_angle_classes == 120
+    assert math.isnan(best.width_m) and math.isnan(best.depth_m) and not best.pose_valid
+    heatmap = rig.heatmaps.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S)
+    assert heatmap is not None, "no heatmap although the test subscribes to it"
+    assert (heatmap.height, heatmap.width, heatmap.encoding) == (320, 320, "bgr8")
+
+    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    configure_and_activate(rig)
+    again = rig.image_message(scene_image())
+    rig.image_publisher.publish(again)
+    assert rig.best.wait_for_stamp(stamp_key(again.header), ANSWER_TIMEOUT_S) is not None
+    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+
+
+def test_inactive_node_publishes_nothing(rig_factory):
+    rig = rig_factory()
+    configure_and_activate(rig)
+    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert wait_until(lambda: rig.image_publisher.get_subscription_count() == 0, 10.0)
+    message = rig.image_message(scene_image())
+    rig.image_publisher.publish(message)
+    assert rig.all.wait_for_stamp(stamp_key(message.header), 1.5) is None
+    assert rig.detector.stats.snapshot().received == 0
+
+
+def test_bad_images_are_counted_and_the_node_keeps_working(rig_factory):
+    rig = rig_factory()
+    configure_and_activate(rig)
+    good = scene_image()
+    depth = rig.image_message(good)
+    depth.encoding = "32FC1"
+    truncated = rig.image_message(good)
+    truncated.data = array.array("B", bytes(truncated.data)[: len(truncated.data) // 2])
+    empty = rig.image_message(good)
+    empty.height, empty.width, empty.step, empty.data = 0, 0, 0, array.array("B")
+    for count, bad in enumerate((depth, truncated, empty), start=1):
+        rig.image_publisher.publish(bad)
+        assert wait_until(lambda: (lambda s: s.received == count
+                                   and s.rejected + s.dropped == count)(
+            rig.detector.stats.snapshot()), 10.0), rig.detector.stats.snapshot()
+    snapshot = rig.detector.stats.snapshot()
+    assert snapshot.received == 3 and snapshot.rejected + snapshot.dropped == 3
+    assert snapshot.processed == 0 and snapshot.failed == 0
+
+    message = rig.image_message(good)
+    rig.image_publisher.publish(message)
+    assert rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
+    assert wait_until(lambda: rig.detector.stats.snapshot().processed == 1, 10.0)
+
+
+def test_a_flood_of_frames_is_dropped_not_queued(rig_factory):
+    rig = rig_factory(qos_depth=10)
+    configure_and_activate(rig)
+    image = scene_image()
+    for _ in range(3):
+        message = rig.image_message(image)
+        rig.image_publisher.publish(message)
+        assert rig.all.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
+    paced = rig.detector.stats.snapshot()
+
+    # A camera at ~200 Hz against an inference of tens of milliseconds.
+    flood = [rig.image_message(image) for _ in range(80)]
+    for message in flood:
+        rig.image_publisher.publish(message)
+        time.sleep(0.005)
+    assert wait_until(lambda: (lambda s: s.received > paced.received + 20
+                               and s.processed + s.dropped + s.rejected == s.received)(
+        rig.detector.stats.snapshot()), ANSWER_TIMEOUT_S), rig.detector.stats.snapshot()
+    snapshot = rig.detector.stats.snapshot()
+    assert snapshot.dropped > 0, "a flood must drop stale frames"
+    assert snapshot.processed < snapshot.received
+    # The newest frame is never the one dropped when it is the last to arrive.
+    if snapshot.received == paced.received + len(flood):
+        assert rig.all.wait_for_stamp(stamp_key(flood[-1].header), ANSWER_TIMEOUT_S) is not None
+    # Bounded latency: a frame waits for at most the inference in progress, then its own.
+    assert snapshot.latency_max_ms < 4 * paced.latency_max_ms + 500.0
+
+
+def test_runtime_parameters_apply_and_bad_values_are_rejected(rig_factory):
+    rig = rig_factory()
+    configure_and_activate(rig)
+    results = rig.detector.set_parameters([Parameter("confidence_threshold", value=1.5)])
+    assert not results[0].successful and "confidence_threshold" in results[0].reason
+    results = rig.detector.set_parameters([Parameter("decode_mode", value="best")])
+    assert not results[0].successful and "max, peaks" in results[0].reason
+    results = rig.detector.set_parameters([Parameter("max_grasps", value=1)])
+    assert results[0].successful
+
+    two_objects = [OBJECT, SceneObject(row=180.0, col=250.0, length=90.0, thickness=30.0,
+                                       grasp_angle=0.3, colour_bgr=(90, 40, 30))]
+    image, _objects = render_tabletop_scene(5, objects=two_objects)
+    message = rig.image_message(image)
+    rig.image_publisher.publish(message)
+    answer = rig.all.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S)
+    assert answer is not None and len(answer.grasps) == 1
+
+    assert rig.detector.set_parameters([Parameter("max_grasps", value=5)])[0].successful
+    message = rig.image_message(image)
+    rig.image_publisher.publish(message)
+    answer = rig.all.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S)
+    assert answer is not None and len(answer.grasps) >= 2
+
+
+def test_missing_model_fails_configure_with_the_node_still_usable(rig_factory, model_k120):
+    rig = rig_factory(model_path="/nonexistent/sgdn.onnx")
+    assert rig.detector.trigger_configure() == TransitionCallbackReturn.FAILURE
+    rig.detector.set_parameters([Parameter("model_path", value=str(model_k120))])
+    configure_and_activate(rig)
+
+
+def test_compressed_images(rig_factory):
+    rig = rig_factory(image_transport="compressed")
+    camera = rig.peer.create_publisher(CompressedImage, "image_raw/compressed", CAMERA_QOS)
+    assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert wait_until(lambda: camera.get_subscription_count() > 0, 10.0)
+    raw = rig.image_message(scene_image())
+    message = CompressedImage(header=raw.header, format="jpeg")
+    message.data = array.array("B", cv2.imencode(".jpg", scene_image())[1].tobytes())
+    camera.publish(message)
+    best = rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S)
+    assert best is not None
+    assert math.hypot(best.u - OBJECT.col, best.v - OBJECT.row) < 5.0
+
+
+def test_reliable_subscription_hears_nothing_from_a_best_effort_camera(rig_factory):
+    rig = rig_factory(qos_reliability="reliable")
+    assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    rig.image_publisher.publish(rig.image_message(scene_image()))
+    assert not wait_until(lambda: rig.detector.stats.snapshot().received > 0, 2.0)
+
+
+def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, tmp_path):
+    """The `detector` executable as `ros2 launch` starts it: its own process, the YAML file,
+    autostart; a camera in this process; Ctrl-C at the end."""
+    from sgdn_ros.ros_harness import DetectorProcess
+
+    detector = DetectorProcess({"autostart": True, "stats_period_s": 0.5}, tmp_path / "log")
+    peer = rclpy.create_node("test_camera", context=ros_context)
+    camera = peer.create_publisher(Image, "image_raw", CAMERA_QOS)
+    answers = Recorder(peer, GraspPose, "grasp")
+    executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
+    executor.add_node(peer)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        assert wait_until(lambda: camera.get_subscription_count() > 0, 60.0), detector.output()
+        image = scene_image()
+        answer = None
+        for sequence in range(20):  # the first best-effort frames may precede matching
+            header = Header(frame_id="camera")
+            header.stamp.sec, header.stamp.nanosec = 2000, sequence
+            camera.publish(bgr_to_image_message(image, header))
+            answer = answers.wait_for_stamp(stamp_key(header), 1.0)
+            if answer is not None:
+                break
+        assert answer is not None, detector.output()
+        assert math.hypot(answer.u - OBJECT.col, answer.v - OBJECT.row) < 4.0
+    finally:
+        executor.shutdown()
+        peer.destroy_node()
+        exit_code = detector.stop()
+    output = detector.output()
+    assert exit_code == 0, output
+    assert "Traceback" not in output and "processed" in output
