@@ -273,8 +273,8 @@ def _report(machine, frames, stages, non_inference, fast, full, paced, flood) ->
     lines += [
         "",
         f"At {flood.rate_hz:g} Hz ({FLOOD_FACTOR:g}x the inference rate) the camera outruns "
-        f"inference: the node answered {flood.answered} of {flood.published} frames, always the "
-        "newest, and dropped the stale ones, so latency stays near one inference instead of "
+        f"inference: the node answered {flood.answered} of {flood.published} frames, each the "
+        "newest at the time, and dropped the stale ones, so latency stays near one inference instead of "
         "growing with a queue.",
     ]
     return lines
