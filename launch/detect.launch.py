@@ -10,17 +10,19 @@ the transitions to a lifecycle manager.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
+from launch import LaunchDescription
+
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("sgdn_ros")
     arguments = [
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "detector.yaml"),
+        DeclareLaunchArgument("params_file",
+                              default_value=os.path.join(share, "config", "detector.yaml"),
                               description="Parameters YAML of the detector"),
         DeclareLaunchArgument("image", default_value="image_raw",
                               description="Camera image topic to subscribe to"),

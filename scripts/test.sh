@@ -6,6 +6,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo/scripts/setup_env.sh"
 source "$repo/scripts/env.sh"
 cd "$repo"
+ruff check sgdn_ros test launch
 # `pytest` (not `python -m pytest`) keeps the source folder off sys.path, so the tests import the
 # installed package, messages included, as a workspace user would.
 exec pytest "$@"

@@ -14,8 +14,8 @@ import pathlib
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -274,7 +274,7 @@ def _report(machine, frames, stages, non_inference, fast, full, paced, flood) ->
         "",
         f"At {flood.rate_hz:g} Hz ({FLOOD_FACTOR:g}x the inference rate) the camera outruns "
         f"inference: the node answered {flood.answered} of {flood.published} frames, each the "
-        "newest at the time, and dropped the stale ones, so latency stays near one inference instead of "
-        "growing with a queue.",
+        "newest at the time, and dropped the stale ones, so latency stays near one inference "
+        "instead of growing with a queue.",
     ]
     return lines

@@ -11,7 +11,7 @@ import math
 import pathlib
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from sgdn_ros.decoding import DECODE_MODES, DecodeConfig, Grasp
 
@@ -39,8 +39,8 @@ def command_detect(args: argparse.Namespace) -> int:
     from sgdn_ros.backends import create_backend
     from sgdn_ros.default_model import resolve_model_path
     from sgdn_ros.drawing import draw_grasps
-    from sgdn_ros.pipeline import GraspDetector
     from sgdn_ros.image_files import image_files, read_bgr
+    from sgdn_ros.pipeline import GraspDetector
     from sgdn_ros.preprocessing import PreprocessConfig
 
     model_path, description = resolve_model_path(args.model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import random
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 LARGE_IMAGES_PROFILE = "fastdds_local_large_images.xml"
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from sgdn_ros.image_conversion import bgr_image_problem
+
 if TYPE_CHECKING:
     from sgdn_ros.decoding import Grasp
 
@@ -30,14 +32,9 @@ class DrawingError(ValueError):
 
 
 def _require_bgr(name: str, image: np.ndarray) -> None:
-    is_bgr = (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-              and image.shape[2] == 3)
-    if not is_bgr:
-        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
-        raise DrawingError(
-            f"{name} must be an (H, W, 3) uint8 BGR image, got shape {shape} dtype {dtype}; "
-            "convert it with cv2.cvtColor first"
-        )
+    problem = bgr_image_problem(image)
+    if problem is not None:
+        raise DrawingError(f"{name}: {problem}; convert it with cv2.cvtColor first")
 
 
 def _fixed_point(col: float, row: float) -> tuple[int, int]:

@@ -110,11 +110,10 @@ def bgr_to_image_fields(bgr: np.ndarray) -> tuple[int, int, str, int, int, bytes
     ``data`` is one ``bytes`` object because filling a message's data field element by element
     from a NumPy array is very slow in rclpy.
     """
-    if not _is_bgr_array(bgr):
-        shape, dtype = getattr(bgr, "shape", None), getattr(bgr, "dtype", type(bgr).__name__)
+    problem = bgr_image_problem(bgr)
+    if problem is not None:
         raise ImageConversionError(
-            f"expected an (H, W, 3) uint8 BGR array to publish, got shape {shape} dtype {dtype}; "
-            "convert it with cv2.cvtColor / astype(np.uint8) first"
+            f"{problem} to publish; convert it with cv2.cvtColor / astype(np.uint8) first"
         )
     height, width = bgr.shape[:2]
     if height == 0 or width == 0:
@@ -124,9 +123,14 @@ def bgr_to_image_fields(bgr: np.ndarray) -> tuple[int, int, str, int, int, bytes
     return height, width, "bgr8", 0, width * 3, bgr.tobytes()
 
 
-def _is_bgr_array(array) -> bool:
-    return (isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.ndim == 3
-            and array.shape[2] == 3)
+def bgr_image_problem(array: object) -> str | None:
+    """What keeps `array` from being an (H, W, 3) uint8 BGR image, or None when it is one;
+    each caller adds its own advice to the message."""
+    if (isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.ndim == 3
+            and array.shape[2] == 3):
+        return None
+    shape, dtype = getattr(array, "shape", None), getattr(array, "dtype", type(array).__name__)
+    return f"expected an (H, W, 3) uint8 BGR image, got shape {shape} dtype {dtype}"
 
 
 def _layout_for(encoding: str) -> _PixelLayout:

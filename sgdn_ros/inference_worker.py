@@ -9,7 +9,8 @@ latency stays bounded by one inference.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 Resource = TypeVar("Resource")
 Frame = TypeVar("Frame")

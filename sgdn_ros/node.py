@@ -11,8 +11,9 @@ everything. Any failure is logged with its reason and the transition returns FAI
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -357,11 +358,11 @@ def main(args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        if node.get_parameter("autostart").value:
-            # A failed configure was logged with its reason; the node stays up, unconfigured,
-            # so a lifecycle manager (or `ros2 lifecycle set`) can retry after a fix.
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                node.trigger_activate()
+        # A failed configure was logged with its reason; the node stays up, unconfigured, so
+        # a lifecycle manager (or `ros2 lifecycle set`) can retry after a fix.
+        if (node.get_parameter("autostart").value
+                and node.trigger_configure() == TransitionCallbackReturn.SUCCESS):
+            node.trigger_activate()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -8,14 +8,15 @@ three cannot drift apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from sgdn_ros.backends import BACKEND_CHOICES
 from sgdn_ros.decoding import DECODE_MODES
 from sgdn_ros.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE, SMALL_IMAGE_POLICIES
 
-ParameterValue = Union[bool, int, float, str, Sequence[float]]
+ParameterValue = bool | int | float | str | Sequence[float]
 
 APPLIES_AT_CONFIGURE = "configure"
 APPLIES_AT_RUNTIME = "runtime"

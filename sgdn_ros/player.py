@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import pathlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 from rclpy.node import Node

@@ -16,6 +16,8 @@ from os import PathLike
 import cv2
 import numpy as np
 
+from sgdn_ros.image_conversion import bgr_image_problem
+
 PUBLISHED_MEAN_BGR: tuple[float, float, float] = (102.9801, 115.9465, 122.7717)
 PUBLISHED_SCALE: float = 1.0 / 255.0
 SMALL_IMAGE_POLICIES = ("pad", "resize", "reject")
@@ -217,14 +219,10 @@ def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 def _require_bgr_image(array: np.ndarray) -> None:
-    is_bgr = (isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.ndim == 3
-              and array.shape[2] == 3)
-    if not is_bgr:
-        shape, dtype = getattr(array, "shape", None), getattr(array, "dtype", type(array).__name__)
+    problem = bgr_image_problem(array)
+    if problem is not None:
         raise PreprocessingError(
-            f"expected an (H, W, 3) uint8 BGR image, got shape {shape} dtype {dtype}; convert "
-            "the image message with sgdn_ros.image_conversion first"
-        )
+            f"{problem}; convert the image message with sgdn_ros.image_conversion first")
 
 
 def _is_integer(value: object) -> bool:

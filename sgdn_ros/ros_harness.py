@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rclpy.node import Node
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sensor_msgs.msg import Image

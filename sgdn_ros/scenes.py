@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from os import PathLike
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np

@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Sequence
 from os import PathLike
-from typing import Sequence
 
 import numpy as np
 import onnx

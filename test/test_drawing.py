@@ -111,7 +111,7 @@ def test_grasps_partly_outside_the_image_are_clipped():
     np.zeros((10, 10, 4), np.uint8),
 ])
 def test_non_bgr_images_are_rejected(image):
-    with pytest.raises(DrawingError, match=r"image_bgr must be an \(H, W, 3\) uint8 BGR image"):
+    with pytest.raises(DrawingError, match=r"image_bgr: expected an \(H, W, 3\) uint8 BGR image"):
         draw_grasps(image, [])
 
 

@@ -10,8 +10,8 @@ import time
 
 import cv2
 import pytest
-
 from conftest import ROS_MISSING
+
 from sgdn_ros.scenes import SceneObject, render_tabletop_scene
 
 rclpy = pytest.importorskip("rclpy", reason=ROS_MISSING or "")
@@ -21,9 +21,9 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sgdn_ros.msg import GraspPose, GraspPoseArray  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from sgdn_ros.msg import GraspPose, GraspPoseArray  # noqa: E402
 from sgdn_ros.node import GraspDetectorNode  # noqa: E402
 from sgdn_ros.player import CAMERA_QOS  # noqa: E402
 from sgdn_ros.ros_harness import (  # noqa: E402
@@ -97,6 +97,10 @@ def rig_factory(ros_context, model_k120):
         rig.close()
 
 
+def wait_for_stats(rig: Rig, condition, timeout_s: float = ANSWER_TIMEOUT_S) -> bool:
+    return wait_until(lambda: condition(rig.detector.stats.snapshot()), timeout_s)
+
+
 def configure_and_activate(rig: Rig) -> None:
     assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -160,9 +164,8 @@ def test_bad_images_are_counted_and_the_node_keeps_working(rig_factory):
     empty.height, empty.width, empty.step, empty.data = 0, 0, 0, array.array("B")
     for count, bad in enumerate((depth, truncated, empty), start=1):
         rig.image_publisher.publish(bad)
-        assert wait_until(lambda: (lambda s: s.received == count
-                                   and s.rejected + s.dropped == count)(
-            rig.detector.stats.snapshot()), 10.0), rig.detector.stats.snapshot()
+        assert wait_for_stats(rig, lambda s, count=count: s.received == count
+                              and s.rejected + s.dropped == count), rig.detector.stats.snapshot()
     snapshot = rig.detector.stats.snapshot()
     assert snapshot.received == 3 and snapshot.rejected + snapshot.dropped == 3
     assert snapshot.processed == 0 and snapshot.failed == 0
@@ -170,7 +173,7 @@ def test_bad_images_are_counted_and_the_node_keeps_working(rig_factory):
     message = rig.image_message(good)
     rig.image_publisher.publish(message)
     assert rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
-    assert wait_until(lambda: rig.detector.stats.snapshot().processed == 1, 10.0)
+    assert wait_for_stats(rig, lambda s: s.processed == 1)
 
 
 def test_a_flood_of_frames_is_dropped_not_queued(rig_factory):
@@ -188,9 +191,9 @@ def test_a_flood_of_frames_is_dropped_not_queued(rig_factory):
     for message in flood:
         rig.image_publisher.publish(message)
         time.sleep(0.005)
-    assert wait_until(lambda: (lambda s: s.received > paced.received + 20
-                               and s.processed + s.dropped + s.rejected == s.received)(
-        rig.detector.stats.snapshot()), ANSWER_TIMEOUT_S), rig.detector.stats.snapshot()
+    assert wait_for_stats(rig, lambda s: s.received > paced.received + 20
+                          and s.processed + s.dropped + s.rejected == s.received), \
+        rig.detector.stats.snapshot()
     snapshot = rig.detector.stats.snapshot()
     assert snapshot.dropped > 0, "a flood must drop stale frames"
     assert snapshot.processed < snapshot.received
@@ -253,7 +256,7 @@ def test_reliable_subscription_hears_nothing_from_a_best_effort_camera(rig_facto
     assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
     rig.image_publisher.publish(rig.image_message(scene_image()))
-    assert not wait_until(lambda: rig.detector.stats.snapshot().received > 0, 2.0)
+    assert not wait_for_stats(rig, lambda s: s.received > 0, 2.0)
 
 
 def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, tmp_path):

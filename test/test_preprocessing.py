@@ -53,7 +53,7 @@ def rng() -> np.random.Generator:
 
 def test_published_constants() -> None:
     assert PUBLISHED_MEAN_BGR == (102.9801, 115.9465, 122.7717)
-    assert PUBLISHED_SCALE == pytest.approx(1 / 255)
+    assert pytest.approx(1 / 255) == PUBLISHED_SCALE
     assert (PUBLISHED.input_height, PUBLISHED.input_width) == (320, 320)
     assert PUBLISHED.small_image_policy == "pad"
     assert SMALL_IMAGE_POLICIES == ("pad", "resize", "reject")

@@ -7,8 +7,8 @@ takes the first whose libraries import; a bad model file is reported, not skippe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from os import PathLike
-from typing import Callable
 
 from sgdn_ros.backends.base import (
     InferenceBackend,

@@ -8,9 +8,9 @@ that a bad model is reported when the node is configured, not on the first camer
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Sequence
 
 import numpy as np
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import time
+from collections.abc import Sequence
 from os import PathLike
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
