@@ -12,7 +12,6 @@ import datetime
 import os
 import pathlib
 import platform
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,11 +147,16 @@ class NodeRun:
 def measure_node(rate_hz: float, log_dir: pathlib.Path) -> NodeRun:
     """The installed detector in its own process; latency = answer received - image stamp."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
 
     from sgdn_ros.msg import GraspPoseArray
     from sgdn_ros.player import ImagePlayer
-    from sgdn_ros.ros_harness import DetectorProcess, wait_until
+    from sgdn_ros.ros_harness import (
+        BackgroundSpin,
+        DetectorProcess,
+        Recorder,
+        publish_until_answered,
+        wait_until,
+    )
     from sgdn_ros.scenes import write_demo_scenes
 
     scenes = write_demo_scenes(log_dir / "scenes", count=6)
@@ -170,16 +174,15 @@ def measure_node(rate_hz: float, log_dir: pathlib.Path) -> NodeRun:
         answer_times.append(time.monotonic())
 
     node.create_subscription(GraspPoseArray, "grasps", on_answer, 100)
+    answers = Recorder(node, GraspPoseArray, "grasps")
     player = ImagePlayer(node, [path for path, _objects in scenes])
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(node)
     try:
         if not wait_until(lambda: player.subscription_count() > 0, 60.0):
             raise RuntimeError(f"the detector did not subscribe; see {detector.log_path}")
-        player.publish(0)
-        wait_until(lambda: bool(latencies), 30.0)
+        answer, _message = publish_until_answered(lambda: player.publish(0), answers, 30.0)
+        if answer is None:
+            raise RuntimeError(f"the detector did not answer; see {detector.log_path}")
         latencies.clear()
         answer_times.clear()
         period, started, published = 1.0 / rate_hz, time.monotonic(), 0
@@ -189,7 +192,7 @@ def measure_node(rate_hz: float, log_dir: pathlib.Path) -> NodeRun:
             time.sleep(max(0.0, started + published * period - time.monotonic()))
         time.sleep(2.0)
     finally:
-        executor.shutdown()
+        spin.stop()
         node.destroy_node()
         rclpy.shutdown()
         detector.stop()

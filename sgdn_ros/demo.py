@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 import pathlib
-import threading
 import time
 
 import cv2
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
 from sgdn_ros.dds_isolation import isolate_dds
@@ -24,8 +22,10 @@ from sgdn_ros.msg import GraspPose, GraspPoseArray
 from sgdn_ros.player import ImagePlayer
 from sgdn_ros.ros_harness import (
     DETECTOR_HEATMAP_TOPIC,
+    BackgroundSpin,
     DetectorProcess,
     Recorder,
+    publish_until_answered,
     stamp_key,
     wait_until,
 )
@@ -57,15 +57,12 @@ def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
         output_dir / "detector.log")
     rclpy.init()
     node = rclpy.create_node("sgdn_demo")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(node)
     try:
         return _play_and_report(node, detector, scenes, output_dir)
     finally:
         exit_code = detector.stop()
-        executor.shutdown()
+        spin.stop()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
@@ -86,8 +83,8 @@ def _play_and_report(node, detector: DetectorProcess, scenes, output_dir: pathli
     annotated_dir.mkdir(parents=True, exist_ok=True)
     received = 0
     for index, (path, objects) in enumerate(scenes):
-        stamp = stamp_key(player.publish(index).header)
-        answer = all_grasps.wait_for_stamp(stamp, FRAME_TIMEOUT_S)
+        answer, message = publish_until_answered(
+            lambda index=index: player.publish(index), all_grasps, FRAME_TIMEOUT_S, retry_s=2.0)
         if answer is None:
             print(f"demo: no answer for {path.name} within {FRAME_TIMEOUT_S:.0f} s")
             continue
@@ -103,7 +100,7 @@ def _play_and_report(node, detector: DetectorProcess, scenes, output_dir: pathli
                   f"{_angle_error_deg(grasp.angle, obj.grasp_angle):4.1f} deg")
         image = draw_grasps(player.images[index], [grasp_from_message(g) for g in grasps])
         cv2.imwrite(str(annotated_dir / path.name), image)
-        heatmap = heatmaps.wait_for_stamp(stamp, 5.0)
+        heatmap = heatmaps.wait_for_stamp(stamp_key(message.header), 5.0)
         if heatmap is not None:
             cv2.imwrite(str(annotated_dir / f"{path.stem}_heatmap.png"),
                         image_message_to_bgr(heatmap))

@@ -18,6 +18,25 @@ from sgdn_ros.node import NODE_NAME
 Stamp = tuple[int, int]
 
 
+class BackgroundSpin:
+    """Spins nodes on a thread of their own until `stop`, which joins it: a thread still
+    inside rclpy when the interpreter exits aborts the process ("terminate called ...")."""
+
+    def __init__(self, *nodes: Node, context=None, threads: int = 1) -> None:
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+        self.executor = (MultiThreadedExecutor(num_threads=threads, context=context)
+                         if threads > 1 else SingleThreadedExecutor(context=context))
+        for node in nodes:
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(10.0)
+
+
 def stamp_key(header) -> Stamp:
     return (header.stamp.sec, header.stamp.nanosec)
 
@@ -105,6 +124,24 @@ class Recorder:
                     return False
                 self._condition.wait(remaining)
             return True
+
+
+def publish_until_answered(
+    publish: Callable[[], object], answers: Recorder, timeout_s: float, retry_s: float = 1.0
+):
+    """Publish a frame (`publish` returns the message) until an answer with its stamp arrives.
+
+    Best-effort frames sent right after discovery can precede the reader's side of the match
+    and be lost; a camera just sends the next frame, and so does this. Returns the answer and
+    the message it answers, or (None, None) after `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = publish()
+        answer = answers.wait_for_stamp(stamp_key(message.header), retry_s)
+        if answer is not None:
+            return answer, message
+    return None, None
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import array
 import math
-import threading
 import time
 
 import cv2
@@ -17,7 +16,6 @@ from sgdn_ros.scenes import SceneObject, render_tabletop_scene
 rclpy = pytest.importorskip("rclpy", reason=ROS_MISSING or "")
 pytest.importorskip("sgdn_ros.msg", reason=ROS_MISSING or "")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
@@ -28,7 +26,9 @@ from sgdn_ros.node import GraspDetectorNode  # noqa: E402
 from sgdn_ros.player import CAMERA_QOS  # noqa: E402
 from sgdn_ros.ros_harness import (  # noqa: E402
     DETECTOR_HEATMAP_TOPIC,
+    BackgroundSpin,
     Recorder,
+    publish_until_answered,
     stamp_key,
     wait_until,
 )
@@ -57,11 +57,7 @@ class Rig:
         self.best = Recorder(self.peer, GraspPose, "grasp")
         self.all = Recorder(self.peer, GraspPoseArray, "grasps")
         self.heatmaps = Recorder(self.peer, Image, DETECTOR_HEATMAP_TOPIC)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
-        self.executor.add_node(self.detector)
-        self.executor.add_node(self.peer)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
+        self.spin = BackgroundSpin(self.detector, self.peer, context=context, threads=2)
         self._sequence = 0
 
     def image_message(self, bgr) -> Image:
@@ -76,7 +72,7 @@ class Rig:
             "the detector never subscribed to image_raw"
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spin.stop()
         self.detector.destroy_node()
         self.peer.destroy_node()
 
@@ -268,24 +264,24 @@ def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, 
     peer = rclpy.create_node("test_camera", context=ros_context)
     camera = peer.create_publisher(Image, "image_raw", CAMERA_QOS)
     answers = Recorder(peer, GraspPose, "grasp")
-    executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
-    executor.add_node(peer)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spin = BackgroundSpin(peer, context=ros_context)
     try:
         assert wait_until(lambda: camera.get_subscription_count() > 0, 60.0), detector.output()
         image = scene_image()
-        answer = None
-        for sequence in range(20):  # the first best-effort frames may precede matching
+        sequence = iter(range(1000))
+
+        def publish_frame() -> Image:
             header = Header(frame_id="camera")
-            header.stamp.sec, header.stamp.nanosec = 2000, sequence
-            camera.publish(bgr_to_image_message(image, header))
-            answer = answers.wait_for_stamp(stamp_key(header), 1.0)
-            if answer is not None:
-                break
+            header.stamp.sec, header.stamp.nanosec = 2000, next(sequence)
+            message = bgr_to_image_message(image, header)
+            camera.publish(message)
+            return message
+
+        answer, _message = publish_until_answered(publish_frame, answers, ANSWER_TIMEOUT_S)
         assert answer is not None, detector.output()
         assert math.hypot(answer.u - OBJECT.col, answer.v - OBJECT.row) < 4.0
     finally:
-        executor.shutdown()
+        spin.stop()
         peer.destroy_node()
         exit_code = detector.stop()
     output = detector.output()
