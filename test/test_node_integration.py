@@ -16,6 +16,7 @@ from sgdn_ros.scenes import SceneObject, render_tabletop_scene
 rclpy = pytest.importorskip("rclpy", reason=ROS_MISSING or "")
 pytest.importorskip("sgdn_ros.msg", reason=ROS_MISSING or "")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
@@ -287,3 +288,23 @@ def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, 
     output = detector.output()
     assert exit_code == 0, output
     assert "Traceback" not in output and "processed" in output
+
+
+def test_counts_and_latency_are_reported_on_diagnostics(rig_factory):
+    rig = rig_factory(stats_period_s=0.2)
+    reports = Recorder(rig.peer, DiagnosticArray, "/diagnostics")
+    configure_and_activate(rig)
+    message = rig.image_message(scene_image())
+    rig.image_publisher.publish(message)
+    assert rig.all.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
+
+    def reports_processed(messages) -> bool:
+        return any(value.key == "processed" and value.value == "1"
+                   for report in messages for status in report.status
+                   for value in status.values)
+
+    assert reports.wait_for(reports_processed, 10.0)
+    status = reports.messages[-1].status[0]
+    keys = {value.key for value in status.values}
+    assert {"received", "dropped", "rejected", "latency_p50_ms", "latency_p99_ms"} <= keys
+    assert status.name.startswith("sgdn_detector") and status.hardware_id == "onnxruntime-cpu"
