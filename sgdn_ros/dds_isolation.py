@@ -20,7 +20,7 @@ def large_images_profile() -> pathlib.Path | None:
         from ament_index_python.packages import get_package_share_directory
 
         path = pathlib.Path(get_package_share_directory("sgdn_ros")) / "config"
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):  # no ROS, not installed, no AMENT_PREFIX_PATH
         return None
     return path / LARGE_IMAGES_PROFILE if (path / LARGE_IMAGES_PROFILE).is_file() else None
 
