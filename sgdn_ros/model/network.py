@@ -1,0 +1,388 @@
+"""SGDN (AFFGA-Net) in PyTorch, with the module names of the published checkpoints.
+
+The layout follows the author's public code so that a published ResNet-101 ``state_dict``
+(744 entries) loads with ``load_state_dict(strict=True)``:
+
+- ``backbone``: a torchvision-style ResNet at output stride 16 (strides 1, 2, 2, 1; dilations
+  1, 1, 1, 2; ``layer4`` a multi-grid unit). It returns the deepest feature and ``layer1``'s.
+- ``hasp``: four atrous conv-BN-ReLU branches (``hasp1_1`` .. ``hasp2_2``) fused by
+  ``conv_small``, ``conv_big`` and ``conv_all``.
+- ``decoder``: the three heads ``able_conv``, ``angle_conv``, ``width_conv`` at 1/4 resolution,
+  each ending in a stride-2 transposed convolution (index 8) and a 1x1 convolution (index 10).
+  ``conv_2``, ``conv_hasp_mid`` and ``conv_hasp_big`` are in every published checkpoint but
+  unused by its forward pass; they are kept so that strict loading works.
+
+The network returns logits ``(able, angle, width)`` at the input size; sigmoid and arg-max are
+left to the decoding. ``upsample`` selects how every upsampling is done: ``"bilinear"``
+(``align_corners=True``, as trained; TensorRT >= 8 parses it) or ``"nearest"`` (what TensorRT 7
+could parse; the published ``sgdn.onnx`` was exported that way).
+
+Other backbones reuse the same heads: ``resnet50``, ``resnet18`` and ``light``, a narrow
+BasicBlock ResNet for CPUs and Jetsons. Widths other than the published ones scale the HASP
+branches in proportion (published: ``hasp_channels`` = 256).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+UPSAMPLE_MODES = ("bilinear", "nearest")
+OUTPUT_STRIDE = 16
+LOW_LEVEL_STRIDE = 4
+# Output stride 16: no stride in layer4, which dilates instead (DeepLab).
+_LAYER_STRIDES = (1, 2, 2, 1)
+_LAYER_DILATIONS = (1, 1, 1, 2)
+# Atrous rates of the HASP branches hasp1_1, hasp1_2, hasp2_1, hasp2_2 (the first is a 1x1).
+_HASP_RATES = (1, 6, 12, 18)
+_HEAD_DROPOUTS = (0.5, 0.1)
+_HASP_DROPOUT = 0.5
+
+
+class ModelConfigError(ValueError):
+    """A network configuration that cannot be built."""
+
+
+def _require_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Shape of one ResNet variant.
+
+    ``layer4_grid`` holds the multi-grid multipliers of ``layer4``'s blocks: each block's
+    dilation is the multiplier times ``layer4``'s dilation 2 (published: 1, 2, 4 -> 2, 4, 8).
+    """
+
+    block: str  # "bottleneck" (expansion 4) or "basic" (expansion 1)
+    stem_channels: int
+    planes: tuple[int, int, int, int]
+    blocks: tuple[int, int, int]  # layer1 .. layer3
+    layer4_grid: tuple[int, ...]
+
+    @property
+    def expansion(self) -> int:
+        return 4 if self.block == "bottleneck" else 1
+
+    @property
+    def out_channels(self) -> int:
+        return self.planes[3] * self.expansion
+
+    @property
+    def low_level_channels(self) -> int:
+        return self.planes[0] * self.expansion
+
+    @property
+    def layer2_channels(self) -> int:
+        return self.planes[1] * self.expansion
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet101": BackboneSpec("bottleneck", 64, (64, 128, 256, 512), (3, 4, 23), (1, 2, 4)),
+    "resnet50": BackboneSpec("bottleneck", 64, (64, 128, 256, 512), (3, 4, 6), (1, 2, 4)),
+    "resnet18": BackboneSpec("basic", 64, (64, 128, 256, 512), (2, 2, 2), (1, 2)),
+    "light": BackboneSpec("basic", 16, (16, 32, 64, 128), (2, 2, 2), (1, 2)),
+}
+
+
+@dataclass(frozen=True)
+class SGDNConfig:
+    """Everything that decides the network's structure and its upsampling.
+
+    The defaults are the published ResNet-101 network (K = 120 angle classes, K width
+    channels). ``input_channels`` is 3 for BGR images, 1 for depth (4 for the author's RGB-D
+    variant). ``angle_head_channels`` is the middle width of ``angle_conv`` only (None: the
+    same as ``head_channels``); the AFFGA-Net Cornell code uses 256 there.
+    """
+
+    backbone: str = "resnet101"
+    input_channels: int = 3
+    num_angle_classes: int = 120
+    width_channels: int = 120
+    upsample: str = "bilinear"
+    hasp_channels: int = 256
+    decoder_channels: int = 256
+    head_channels: int = 128
+    low_level_channels: int = 48
+    angle_head_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ModelConfigError(
+                f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ModelConfigError(
+                f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
+        for name in ("input_channels", "num_angle_classes", "width_channels", "hasp_channels",
+                     "decoder_channels", "head_channels", "low_level_channels"):
+            _require_positive_int(name, getattr(self, name))
+        if self.angle_head_channels is not None:
+            _require_positive_int("angle_head_channels", self.angle_head_channels)
+        if self.width_channels not in (1, self.num_angle_classes):
+            raise ModelConfigError(
+                f"width_channels must be 1 or num_angle_classes ({self.num_angle_classes}), "
+                f"got {self.width_channels!r}")
+
+    @property
+    def backbone_spec(self) -> BackboneSpec:
+        return BACKBONES[self.backbone]
+
+
+# "light" is the project's CPU/Jetson network: 1.45 M parameters, a 5.4 MB ONNX file, about
+# 28 ms per 1x3x320x320 frame on ONNX Runtime with 2 CPU cores (median of 20 runs).
+PRESETS: dict[str, SGDNConfig] = {
+    "resnet101": SGDNConfig(),
+    "resnet50": SGDNConfig(backbone="resnet50"),
+    "light": SGDNConfig(backbone="light", num_angle_classes=18, width_channels=1,
+                        hasp_channels=64, decoder_channels=64, head_channels=32,
+                        low_level_channels=16),
+}
+
+
+def _conv_bn(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:
+    """Conv (no bias, 'same' padding) + BN: indices 0 and 1 of the published Sequentials."""
+    return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+                      bias=False),
+            nn.BatchNorm2d(out_channels)]
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+    return nn.Sequential(*_conv_bn(in_channels, out_channels, kernel_size), nn.ReLU())
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (1x1, 3x3 with stride and dilation, 1x1 x4), torchvision names."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int, dilation: int,
+                 downsample: nn.Module | None) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation,
+                               dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + shortcut)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3), dilated in both convolutions."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, stride: int, dilation: int,
+                 downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=dilation,
+                               dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + shortcut)
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet at output stride 16; returns (deepest feature, layer1 feature at stride 4)."""
+
+    def __init__(self, spec: BackboneSpec, input_channels: int) -> None:
+        super().__init__()
+        block = Bottleneck if spec.block == "bottleneck" else BasicBlock
+        self.conv1 = nn.Conv2d(input_channels, spec.stem_channels, 7, stride=2, padding=3,
+                               bias=False)
+        self.bn1 = nn.BatchNorm2d(spec.stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_channels = spec.stem_channels
+        layers = []
+        for index, planes in enumerate(spec.planes):
+            if index < 3:
+                dilations = (_LAYER_DILATIONS[index],) * spec.blocks[index]
+            else:
+                dilations = tuple(grid * _LAYER_DILATIONS[3] for grid in spec.layer4_grid)
+            layers.append(_make_layer(block, in_channels, planes, _LAYER_STRIDES[index],
+                                      dilations))
+            in_channels = planes * block.expansion
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        low_level = self.layer1(x)
+        x = self.layer4(self.layer3(self.layer2(low_level)))
+        return x, low_level
+
+
+def _make_layer(block: type[Bottleneck] | type[BasicBlock], in_channels: int, planes: int,
+                stride: int, dilations: tuple[int, ...]) -> nn.Sequential:
+    """One ResNet stage; only its first block strides (and has the projection shortcut)."""
+    out_channels = planes * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels))
+    blocks = [block(in_channels, planes, stride, dilations[0], downsample)]
+    blocks += [block(out_channels, planes, 1, dilation, None) for dilation in dilations[1:]]
+    return nn.Sequential(*blocks)
+
+
+class HASPBranch(nn.Module):
+    """One atrous conv-BN-ReLU branch (published names ``atrous_conv``, ``bn``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, rate: int) -> None:
+        super().__init__()
+        kernel_size = 1 if rate == 1 else 3
+        padding = 0 if rate == 1 else rate
+        self.atrous_conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding,
+                                     dilation=rate, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.atrous_conv(x)))
+
+
+class HASP(nn.Module):
+    """Hybrid atrous spatial pyramid: small (rates 1, 6), big (12, 18) and all four fused.
+
+    Branch widths are 2C, C, 2C, C for ``hasp_channels`` C (published: 512, 256, 512, 256).
+    """
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__()
+        wide, narrow = 2 * channels, channels
+        self.hasp1_1 = HASPBranch(in_channels, wide, _HASP_RATES[0])
+        self.hasp1_2 = HASPBranch(in_channels, narrow, _HASP_RATES[1])
+        self.hasp2_1 = HASPBranch(in_channels, wide, _HASP_RATES[2])
+        self.hasp2_2 = HASPBranch(in_channels, narrow, _HASP_RATES[3])
+        self.conv_small = _fuse(wide + narrow, channels)
+        self.conv_big = _fuse(wide + narrow, channels)
+        self.conv_all = _fuse(2 * (wide + narrow), channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        branches = (self.hasp1_1(x), self.hasp1_2(x), self.hasp2_1(x), self.hasp2_2(x))
+        small = self.conv_small(torch.cat(branches[:2], dim=1))
+        big = self.conv_big(torch.cat(branches[2:], dim=1))
+        fused = self.conv_all(torch.cat(branches, dim=1))
+        return small, big, fused
+
+
+def _fuse(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(*_conv_bn(in_channels, out_channels, 1), nn.ReLU(),
+                         nn.Dropout(_HASP_DROPOUT))
+
+
+def _head(in_channels: int, mid_channels: int, head_channels: int,
+          out_channels: int) -> nn.Sequential:
+    """A prediction head at stride 4 ending at stride 2; indices as published (8: ConvT, 10: 1x1).
+
+    0 conv3x3, 1 BN, 2 ReLU, 3 Dropout, 4 conv3x3, 5 BN, 6 ReLU, 7 Dropout,
+    8 ConvTranspose k2 s2, 9 ReLU, 10 conv1x1 (with bias).
+    """
+    return nn.Sequential(
+        *_conv_bn(in_channels, mid_channels, 3), nn.ReLU(), nn.Dropout(_HEAD_DROPOUTS[0]),
+        *_conv_bn(mid_channels, head_channels, 3), nn.ReLU(), nn.Dropout(_HEAD_DROPOUTS[1]),
+        nn.ConvTranspose2d(head_channels, head_channels, kernel_size=2, stride=2), nn.ReLU(),
+        nn.Conv2d(head_channels, out_channels, kernel_size=1))
+
+
+class Decoder(nn.Module):
+    """Fuses HASP outputs with the stride-4 feature and predicts able, angle and width."""
+
+    def __init__(self, config: SGDNConfig) -> None:
+        super().__init__()
+        spec = config.backbone_spec
+        hasp, low, mid = config.hasp_channels, config.low_level_channels, config.decoder_channels
+        self.upsample = config.upsample
+        self.conv_1 = _conv_bn_relu(spec.low_level_channels, low, 1)
+        # conv_2, conv_hasp_mid and conv_hasp_big: in the published checkpoints, never run.
+        self.conv_2 = _conv_bn_relu(spec.layer2_channels, low, 1)
+        self.conv_hasp_small = _conv_bn_relu(hasp + low, mid, 3)
+        self.conv_hasp_mid = _conv_bn_relu(hasp + 2 * low, mid, 3)
+        self.conv_hasp_big = _conv_bn_relu(hasp + low, mid, 3)
+        angle_head = config.angle_head_channels or config.head_channels
+        self.able_conv = _head(mid + hasp, mid, config.head_channels, 1)
+        self.angle_conv = _head(hasp + low, mid, angle_head, config.num_angle_classes)
+        self.width_conv = _head(hasp + low, mid, config.head_channels, config.width_channels)
+
+    def forward(self, low_level: torch.Tensor, small: torch.Tensor, big: torch.Tensor,
+                fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        low_level = self.conv_1(low_level)
+        size = low_level.shape[-2:]
+        small = self.conv_hasp_small(
+            torch.cat((resize(small, size, self.upsample), low_level), dim=1))
+        able_input = torch.cat((small, resize(big, size, self.upsample)), dim=1)
+        angle_input = torch.cat((resize(fused, size, self.upsample), low_level), dim=1)
+        return (self.able_conv(able_input), self.angle_conv(angle_input),
+                self.width_conv(angle_input))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str) -> torch.Tensor:
+    """Upsample to ``size``: bilinear with aligned corners (as trained) or nearest."""
+    if mode == "bilinear":
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+    return F.interpolate(x, size=size, mode="nearest")
+
+
+class SGDN(nn.Module):
+    """The grasp detection network: image planes -> (able, angle, width) logits."""
+
+    def __init__(self, config: SGDNConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = ResNetBackbone(config.backbone_spec, config.input_channels)
+        self.hasp = HASP(config.backbone_spec.out_channels, config.hasp_channels)
+        self.decoder = Decoder(config)
+        _initialise(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) -> able (N, 1, H, W), angle (N, K, H, W), width (N, 1 or K, H, W)."""
+        size = x.shape[-2:]
+        features, low_level = self.backbone(x)
+        able, angle, width = self.decoder(low_level, *self.hasp(features))
+        mode = self.config.upsample
+        return resize(able, size, mode), resize(angle, size, mode), resize(width, size, mode)
+
+
+def _initialise(model: nn.Module) -> None:
+    """He-normal convolutions and unit batch norms, as the published training started."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def build_sgdn(config: SGDNConfig) -> SGDN:
+    """Build a freshly initialised network for ``config``."""
+    if not isinstance(config, SGDNConfig):
+        raise ModelConfigError(
+            f"config must be an SGDNConfig, got {type(config).__name__}; pick one from "
+            f"PRESETS ({', '.join(PRESETS)}) or build one")
+    return SGDN(config)
