@@ -121,6 +121,30 @@ def command_bench(args: argparse.Namespace) -> int:
     return run_benchmark(frames=args.frames, write=args.write)
 
 
+def command_export(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sgdn_ros.model.checkpoint import load_checkpoint
+    from sgdn_ros.model.export import check_parity, export_onnx
+    from sgdn_ros.scenes import render_tabletop_scene
+
+    model, config = load_checkpoint(args.checkpoint)
+    if args.upsample:
+        config = dataclasses.replace(config, upsample=args.upsample)
+    images = [render_tabletop_scene(seed, num_objects=1 + seed % 3)[0] for seed in range(3)]
+    outputs = [(args.output, False)]
+    if args.fp16:
+        outputs.append((args.output.with_name(f"{args.output.stem}_fp16.onnx"), True))
+    for path, fp16 in outputs:
+        export_onnx(model, config, path, opset=args.opset, fp16=fp16)
+        size_mb = path.stat().st_size / 1e6
+        print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, {config.backbone}, "
+              f"K = {config.num_angle_classes}, upsample {config.upsample}"
+              f"{', FP16 with float32 inputs/outputs' if fp16 else ''})")
+        print("\n".join(check_parity(model, path, images).lines()))
+    return 0
+
+
 def command_make_test_model(args: argparse.Namespace) -> int:
     from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
 
@@ -137,6 +161,18 @@ def command_make_scenes(args: argparse.Namespace) -> int:
     scenes = write_demo_scenes(args.folder, count=args.count, seed=args.seed)
     print(f"wrote {len(scenes)} tabletop scenes (PNG + scenes.json) to {args.folder}")
     return 0
+
+
+def _delegate_to(module_name: str):
+    """`train` and `evaluate` keep their own argument parsers (torch is imported only there)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module = importlib.import_module(f"sgdn_ros.training.{module_name}")
+        return module.main(args.arguments)
+
+    return run
 
 
 def _add_decode_options(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--write", type=pathlib.Path, help="write the figures to this Markdown file")
     bench.set_defaults(run=command_bench)
 
+    export = commands.add_parser(
+        "export", help="PyTorch checkpoint -> ONNX (published tensor names), with a parity check")
+    export.add_argument("checkpoint", type=pathlib.Path,
+                        help="state_dict (published AFFGA-Net) or sgdn_ros checkpoint")
+    export.add_argument("-o", "--output", type=pathlib.Path, required=True)
+    export.add_argument("--opset", type=int, default=17,
+                        help="17 parses on TensorRT 8.5 to 11; for TensorRT 7: 11, nearest")
+    export.add_argument("--upsample", choices=("bilinear", "nearest"),
+                        help="override the checkpoint's upsampling (nearest for TensorRT 7)")
+    export.add_argument("--fp16", action="store_true",
+                        help="also write <output>_fp16.onnx (FP16 weights, float32 I/O)")
+    export.set_defaults(run=command_export)
+
+    for name, module, text in (("train", "train", "train SGDN on synthetic grasp scenes"),
+                               ("evaluate", "evaluate", "Cornell rectangle metric, held-out")):
+        delegated = commands.add_parser(name, help=text, add_help=False)
+        delegated.add_argument("arguments", nargs=argparse.REMAINDER)
+        delegated.set_defaults(run=_delegate_to(module))
+
     model = commands.add_parser("make-test-model", help="write the synthetic SGDN-contract model")
     model.add_argument("output", type=pathlib.Path)
     model.add_argument("--classes", type=int, default=120, help="angle classes K")
@@ -208,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown and getattr(args, "arguments", None) is None:
+        build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.arguments = unknown + args.arguments
     try:
         return args.run(args)
     except (OSError, ValueError, RuntimeError) as error:

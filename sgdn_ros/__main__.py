@@ -1,0 +1,7 @@
+"""`python -m sgdn_ros ...` is `sgdn-ros ...` (for machines where only the sources are present)."""
+
+import sys
+
+from sgdn_ros.cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""The torch backend: a checkpoint run by PyTorch gives the network's own outputs, through the
+backend interface and the node's pipeline; settings the CPU cannot run are refused. The CUDA
+variants (fp16, CUDA graph) and the benchmark run only where PyTorch sees a GPU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is an optional dependency (training, torch)")
+
+from sgdn_ros.backends import InferenceError, ModelLoadError  # noqa: E402
+from sgdn_ros.backends.torch_backend import TorchBackend  # noqa: E402
+from sgdn_ros.decoding import DecodeConfig  # noqa: E402
+from sgdn_ros.model.checkpoint import save_checkpoint  # noqa: E402
+from sgdn_ros.model.network import PRESETS, build_sgdn  # noqa: E402
+from sgdn_ros.pipeline import GraspDetector  # noqa: E402
+from sgdn_ros.preprocessing import PreprocessConfig  # noqa: E402
+from sgdn_ros.training.benchmark_torch import VARIANTS, benchmark_torch_variants  # noqa: E402
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                   reason="needs a CUDA GPU visible to PyTorch")
+
+
+@pytest.fixture(scope="module")
+def light_checkpoint(tmp_path_factory):
+    """A light network with random weights, saved as the project's checkpoint."""
+    torch.manual_seed(0)
+    config = PRESETS["light"]
+    model = build_sgdn(config).eval()
+    path = tmp_path_factory.mktemp("torch_backend") / "light.pt"
+    save_checkpoint(path, model, config)
+    return path, model, config
+
+
+def _planes(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, (1, 3, 320, 320)).astype(np.float32)
+
+
+def _forward(model, planes: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [output.numpy() for output in model(torch.from_numpy(planes))]
+
+
+def test_cpu_fp32_gives_the_networks_own_outputs(light_checkpoint):
+    path, model, config = light_checkpoint
+    planes = _planes(1)
+    with TorchBackend(path, device="cpu") as backend:
+        outputs = backend.infer(planes)
+        assert backend.name == "torch-cpu-fp32"
+        assert "CPU" in backend.selection_reason
+        info = backend.info
+    assert info.input_shape == (1, 3, 320, 320)
+    assert (info.num_angle_classes, info.width_channels) == (config.num_angle_classes, 1)
+    assert (info.able_name, info.angle_name, info.width_name) == (
+        "output_able", "output_angle", "output_width")
+    expected = _forward(model, planes)
+    for got, want in zip((outputs.able, outputs.angle, outputs.width), expected):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_each_frame_gets_fresh_output_arrays(light_checkpoint):
+    path, _model, _config = light_checkpoint
+    with TorchBackend(path, device="cpu") as backend:
+        first = backend.infer(_planes(2))
+        kept = first.able.copy()
+        second = backend.infer(_planes(3))
+    assert not np.array_equal(second.able, kept)
+    np.testing.assert_array_equal(first.able, kept)
+
+
+def test_runs_in_the_node_pipeline(light_checkpoint):
+    path, model, config = light_checkpoint
+    image = np.random.default_rng(4).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    with TorchBackend(path, device="cpu") as backend:
+        detector = GraspDetector(backend, PreprocessConfig(),
+                                 DecodeConfig(mode="max", confidence_threshold=0.0))
+        detection = detector.detect(image)
+    (grasp,) = detection.grasps
+    able = _forward(model, detector.preprocessor(image)[0])[0][0, 0]
+    assert (grasp.crop_row, grasp.crop_col) == np.unravel_index(np.argmax(able), able.shape)
+    assert (grasp.row, grasp.col) == (grasp.crop_row + 80, grasp.crop_col + 160)
+    assert grasp.angle == pytest.approx(grasp.angle_class / config.num_angle_classes * math.pi)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"precision": "fp16"}, "fp16.*needs a CUDA GPU"),
+    ({"cuda_graph": True}, "cuda_graph needs a CUDA GPU"),
+    ({"precision": "int8"}, "precision must be one of fp32, fp16"),
+    ({"device": "tpu"}, "unknown device|not supported"),
+])
+def test_settings_the_device_cannot_run_are_refused(light_checkpoint, options, message):
+    path, _model, _config = light_checkpoint
+    with pytest.raises(ValueError, match=message):
+        TorchBackend(path, **{"device": "cpu", **options})
+
+
+def test_missing_checkpoint_is_a_load_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        TorchBackend(tmp_path / "missing.pt", device="cpu")
+
+
+def test_bad_input_and_use_after_close_are_refused(light_checkpoint):
+    path, _model, _config = light_checkpoint
+    backend = TorchBackend(path, device="cpu")
+    with pytest.raises(ValueError, match="float32 array of shape"):
+        backend.infer(np.zeros((1, 3, 240, 320), dtype=np.float32))
+    backend.close()
+    backend.close()
+    with pytest.raises(InferenceError, match="closed"):
+        backend.infer(_planes(5))
+
+
+@requires_cuda
+def test_cuda_fp16_and_graph_agree_with_fp32(light_checkpoint):
+    path, _model, _config = light_checkpoint
+    planes = [_planes(6), _planes(7)]
+    results = {}
+    for precision, graph in (("fp32", False), ("fp16", False), ("fp16", True)):
+        with TorchBackend(path, device="cuda", precision=precision, cuda_graph=graph) as backend:
+            assert backend.name == f"torch-cuda-{precision}" + ("-graph" if graph else "")
+            results[backend.name] = [backend.infer(p) for p in planes]
+    reference = results["torch-cuda-fp32"]
+    for name in ("torch-cuda-fp16", "torch-cuda-fp16-graph"):
+        for got, want in zip(results[name], reference):
+            assert got.angle.dtype == np.float32
+            scale = float(np.abs(want.able).max())
+            np.testing.assert_allclose(got.able, want.able, atol=0.02 * scale)
+    graph_first, graph_second = results["torch-cuda-fp16-graph"]
+    assert not np.array_equal(graph_first.able, graph_second.able)
+
+
+@requires_cuda
+def test_benchmark_measures_every_variant():
+    lines = benchmark_torch_variants("light", 18, repeats=3)
+    rows = [line for line in lines if line.startswith("| ") and "ms" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == [label for label, _, _ in VARIANTS]
+    assert torch.cuda.get_device_name() in lines[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_benchmark_without_a_gpu_says_so():
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        benchmark_torch_variants("light", 18, repeats=1)
