@@ -11,6 +11,7 @@ setup(
     description="SGDN pixel-level grasp detection: pipeline and command line (ROS 2 node via colcon)",
     license="Apache-2.0",
     packages=find_packages(include=["sgdn_ros", "sgdn_ros.*"]),
+    package_data={"sgdn_ros": ["models/*.onnx"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.21", "opencv-python-headless>=4.5", "onnx>=1.12",
                       "onnxruntime>=1.12"],

@@ -20,7 +20,7 @@ import numpy as np
 
 from sgdn_ros.backends import create_backend
 from sgdn_ros.decoding import DecodeConfig, decode_grasps, decode_grasps_full
-from sgdn_ros.default_model import DEFAULT_NUM_ANGLE_CLASSES, default_model_path
+from sgdn_ros.default_model import TRAINED_MODEL, synthetic_model_path
 from sgdn_ros.image_conversion import image_message_to_bgr
 from sgdn_ros.pipeline import GraspDetector
 from sgdn_ros.preprocessing import PreprocessConfig
@@ -92,8 +92,9 @@ def measure_stages(frames: int) -> dict[str, Timing]:
     best_publisher = node.create_publisher(GraspPose, "bench/grasp", 10)
     array_publisher = node.create_publisher(GraspPoseArray, "bench/grasps", 10)
     node.create_subscription(GraspPoseArray, "bench/grasps", lambda _m: None, 10)
-    detector = GraspDetector(create_backend("onnxruntime", default_model_path()),
+    detector = GraspDetector(create_backend("onnxruntime", TRAINED_MODEL),
                              PreprocessConfig(), DecodeConfig())
+    num_classes = detector.backend.info.num_angle_classes
     durations: dict[str, list[float]] = {stage: [] for stage in
                                          ("convert", "preprocess", "infer", "decode", "publish")}
     try:
@@ -108,7 +109,7 @@ def measure_stages(frames: int) -> dict[str, Timing]:
                 durations[stage].append(seconds)
             started = time.perf_counter()
             answer = grasps_to_array_message(
-                detection.grasps, message.header, DEFAULT_NUM_ANGLE_CLASSES)
+                detection.grasps, message.header, num_classes)
             if answer.grasps:
                 best_publisher.publish(answer.grasps[0])
             array_publisher.publish(answer)
@@ -121,8 +122,9 @@ def measure_stages(frames: int) -> dict[str, Timing]:
 
 
 def measure_decode() -> tuple[Timing, Timing]:
-    """Our decode and the full-map decode on the same K = 120 outputs of a real frame."""
-    detector = GraspDetector(create_backend("onnxruntime", default_model_path()),
+    """Our decode and the full-map decode on the same K = 120 outputs of a real frame (the
+    synthetic test model has the published K = 120; the trained default has K = 18)."""
+    detector = GraspDetector(create_backend("onnxruntime", synthetic_model_path()),
                              PreprocessConfig(), DecodeConfig())
     with detector.backend:
         image, _objects = render_tabletop_scene(1, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
@@ -233,9 +235,11 @@ def _report(machine, frames, stages, non_inference, fast, full, paced, flood) ->
         "--write docs/performance.md` on:",
         f"{machine}.",
         "",
-        f"Model: the built-in synthetic SGDN-contract model (K = {DEFAULT_NUM_ANGLE_CLASSES}, "
-        "320x320 input) on ONNX Runtime, CPU. Frames: 640x480 bgr8 tabletop scenes. These "
-        "machines are shared and noisy: compare ratios from one run, not times across runs.",
+        "Model: the trained default (light SGDN, K = 18, `sgdn_ros/models/sgdn_light_k18.onnx`) "
+        "on ONNX Runtime, CPU; the decode comparison uses the synthetic test model, which has the "
+        "published K = 120. Frames: 640x480 bgr8 tabletop scenes. These machines are shared and "
+        "noisy: compare ratios from one run, not times across runs. GPU figures (PyTorch on an "
+        "H100): [performance-gpu.md](performance-gpu.md).",
         "",
         "## Pipeline stages (per frame, inference thread)",
         "",
@@ -263,7 +267,8 @@ def _report(machine, frames, stages, non_inference, fast, full, paced, flood) ->
         "## The node end to end (separate process, Fast DDS on loopback)",
         "",
         "Latency: from the image's header stamp (set when published) to the `grasps` answer "
-        "received by another process.",
+        "received by another process. Answers per second under the flood are the node's "
+        "end-to-end frame rate on this machine (the camera process shares its 2 cores).",
         "",
         "| camera rate | frames published | answered | latency median ms | p90 ms | "
         "answers per s |",

@@ -1,8 +1,9 @@
-"""The model the detector runs when no `model_path` is given.
+"""Which model the detector runs when `model_path` names none.
 
-Until the project ships trained weights this is the synthetic SGDN-contract model of
-`sgdn_ros.synthetic_model`: it is generated on first use (about 16 KB of constant filters,
-built in milliseconds) into the user's cache and reused afterwards.
+Empty: the trained default shipped inside the package (`models/`, see models/README.md: a
+light SGDN trained on the project's synthetic grasp scenes). `synthetic`: the constant-filter
+test model of `sgdn_ros.synthetic_model` (about 16 KB, generated into the user's cache on first
+use): not trained, but its outputs are predictable, which tests and debugging want.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import pathlib
 
 from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
 
-DEFAULT_NUM_ANGLE_CLASSES = 120
-DEFAULT_MODEL_DESCRIPTION = (
-    "the built-in synthetic demo model (not a trained network: it finds dark objects on a light "
-    "table; set model_path to a real SGDN ONNX file)")
+TRAINED_MODEL = pathlib.Path(__file__).resolve().parent / "models" / "sgdn_light_k18.onnx"
+TRAINED_MODEL_DESCRIPTION = (
+    "the trained default model (light SGDN, K = 18, trained on synthetic tabletop scenes; "
+    "set model_path to your own SGDN model for real objects)")
+SYNTHETIC_MODEL_NAME = "synthetic"
+SYNTHETIC_NUM_ANGLE_CLASSES = 120
+SYNTHETIC_MODEL_DESCRIPTION = (
+    "the built-in synthetic test model (not a trained network: it finds dark objects on a light "
+    "table)")
 
 
 def model_cache_dir() -> pathlib.Path:
@@ -23,20 +29,22 @@ def model_cache_dir() -> pathlib.Path:
     return pathlib.Path(cache_root) / "sgdn_ros" / "models"
 
 
-def default_model_path() -> pathlib.Path:
-    """Path of the default model, generated into the cache when missing."""
-    path = model_cache_dir() / f"synthetic_sgdn_k{DEFAULT_NUM_ANGLE_CLASSES}.onnx"
+def synthetic_model_path() -> pathlib.Path:
+    """Path of the synthetic test model, generated into the cache when missing."""
+    path = model_cache_dir() / f"synthetic_sgdn_k{SYNTHETIC_NUM_ANGLE_CLASSES}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
-        save_synthetic_sgdn_model(partial, num_angle_classes=DEFAULT_NUM_ANGLE_CLASSES)
+        save_synthetic_sgdn_model(partial, num_angle_classes=SYNTHETIC_NUM_ANGLE_CLASSES)
         os.replace(partial, path)
     return path
 
 
 def resolve_model_path(model_path: str) -> tuple[pathlib.Path, str]:
     """The model file to load and a phrase saying which model it is, for the log."""
-    if model_path:
-        path = pathlib.Path(model_path).expanduser()
-        return path, str(path)
-    return default_model_path(), DEFAULT_MODEL_DESCRIPTION
+    if not model_path:
+        return TRAINED_MODEL, TRAINED_MODEL_DESCRIPTION
+    if model_path == SYNTHETIC_MODEL_NAME:
+        return synthetic_model_path(), SYNTHETIC_MODEL_DESCRIPTION
+    path = pathlib.Path(model_path).expanduser()
+    return path, str(path)

@@ -1,8 +1,9 @@
 """The demo: the installed detector on sample tabletop scenes, end to end over DDS.
 
-Starts the `detector` executable (autostart, default model), publishes the project's sample
-scenes as a best-effort camera would, prints each grasp received on `grasp`/`grasps` beside the
-scene's known object, writes annotated images and heatmaps, stops the detector and ends.
+Starts the `detector` executable (autostart, the trained default model), publishes the
+project's sample scenes as a best-effort camera would, prints each grasp received on
+`grasp`/`grasps` with how it compares to the scene's true grasps (the Cornell rectangle metric),
+writes annotated images and heatmaps, stops the detector and ends.
 """
 
 from __future__ import annotations
@@ -31,20 +32,28 @@ from sgdn_ros.ros_harness import (
 )
 from sgdn_ros.ros_messages import grasp_from_message
 from sgdn_ros.scenes import SceneObject, write_demo_scenes
+from sgdn_ros.training.grasp_scenes import object_grasp_rectangles
+from sgdn_ros.training.metrics import (
+    angle_difference,
+    grasp_matches,
+    rectangle_from_grasp,
+    rectangle_iou,
+)
 
 START_TIMEOUT_S = 60.0
 FRAME_TIMEOUT_S = 30.0
 
 
-def _nearest_object(grasp: GraspPose, objects: list[SceneObject]) -> tuple[SceneObject, float]:
-    distances = [math.hypot(grasp.u - obj.col, grasp.v - obj.row) for obj in objects]
-    best = min(range(len(objects)), key=distances.__getitem__)
-    return objects[best], distances[best]
-
-
-def _angle_error_deg(angle: float, truth: float) -> float:
-    difference = abs(angle - truth) % math.pi
-    return math.degrees(min(difference, math.pi - difference))
+def _grasp_verdict(grasp: GraspPose, objects: list[SceneObject]) -> str:
+    """How the received grasp compares with the scene's true grasps (Cornell rectangle metric)."""
+    predicted = rectangle_from_grasp(grasp_from_message(grasp))
+    truths = [rectangle for obj in objects for rectangle in object_grasp_rectangles(obj)]
+    if not truths:
+        return "no true grasp in this scene"
+    best = max(truths, key=lambda truth: rectangle_iou(predicted, truth))
+    verdict = "matches a true grasp" if grasp_matches(predicted, truths) else "MISSES"
+    return (f"{verdict} (best IoU {rectangle_iou(predicted, best):.2f}, angle off "
+            f"{math.degrees(angle_difference(predicted.angle, best.angle)):.1f} deg)")
 
 
 def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
@@ -92,12 +101,9 @@ def _play_and_report(node, detector: DetectorProcess, scenes, output_dir: pathli
         grasps = answer.grasps
         print(f"{path.name}: {len(grasps)} grasp(s), {len(objects)} object(s)")
         for grasp in grasps:
-            obj, distance = _nearest_object(grasp, objects)
             print(f"  grasp (u {grasp.u:6.1f}, v {grasp.v:6.1f}) angle "
                   f"{math.degrees(grasp.angle):5.1f} deg, width {grasp.width_px:5.1f} px, "
-                  f"confidence {grasp.confidence:.3f} | nearest {obj.shape} centre "
-                  f"{distance:4.1f} px away, angle off by "
-                  f"{_angle_error_deg(grasp.angle, obj.grasp_angle):4.1f} deg")
+                  f"confidence {grasp.confidence:.3f} | {_grasp_verdict(grasp, objects)}")
         image = draw_grasps(player.images[index], [grasp_from_message(g) for g in grasps])
         cv2.imwrite(str(annotated_dir / path.name), image)
         heatmap = heatmaps.wait_for_stamp(stamp_key(message.header), 5.0)

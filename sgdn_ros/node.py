@@ -30,7 +30,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from sgdn_ros.backends import create_backend
+from sgdn_ros.backends import BackendOptions, create_backend
 from sgdn_ros.decoding import DecodeConfig, confidence_map
 from sgdn_ros.default_model import resolve_model_path
 from sgdn_ros.drawing import render_heatmap
@@ -206,8 +206,9 @@ class GraspDetectorNode(LifecycleNode):
         model_path, model_description = resolve_model_path(values["model_path"])
 
         def load() -> GraspDetector:
-            backend = create_backend(
-                values["backend"], model_path, intra_op_threads=values["inference_threads"])
+            backend = create_backend(values["backend"], model_path, BackendOptions(
+                threads=values["inference_threads"], precision=values["precision"],
+                cuda_graph=values["cuda_graph"]))
             try:
                 return GraspDetector(backend, preprocess_config, decode_config)
             except Exception:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sgdn_ros.backends import BACKEND_CHOICES
+from sgdn_ros.backends import BACKEND_CHOICES, PRECISIONS
 from sgdn_ros.decoding import DECODE_MODES
 from sgdn_ros.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE, SMALL_IMAGE_POLICIES
 
@@ -103,16 +103,25 @@ def _has_type(value: Any, type_name: str) -> bool:
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "model_path", "",
-        "SGDN ONNX model. Empty: the built-in synthetic demo model (see README), which is not a "
-        "trained network."),
+        "SGDN model: an ONNX file, or a PyTorch checkpoint for the torch backend. Empty: the "
+        "trained default model shipped with the package; `synthetic`: the built-in test model."),
     ParameterSpec(
         "backend", "auto",
-        "Inference backend; `auto` picks the fastest one that can run here and logs why.",
+        "Inference backend; `auto` picks the fastest one that can run the model here and logs "
+        "why (checkpoints: torch).",
         choices=BACKEND_CHOICES),
     ParameterSpec(
         "inference_threads", 0,
-        "CPU threads for inference (ONNX Runtime intra-op); 0 lets the runtime decide.",
+        "CPU threads for inference; 0 lets the runtime decide.",
         minimum=0, maximum=256),
+    ParameterSpec(
+        "precision", "fp32",
+        "torch backend on CUDA: `fp16` halves the network; ONNX models run the precision they "
+        "were exported in (`sgdn-ros export --fp16`).",
+        choices=PRECISIONS),
+    ParameterSpec(
+        "cuda_graph", False,
+        "torch backend on CUDA: capture the forward pass once and replay it per frame."),
     ParameterSpec(
         "mean_bgr", list(PUBLISHED_MEAN_BGR),
         "Per-channel mean (B, G, R) subtracted before scaling; the published SGDN values.",

@@ -33,7 +33,9 @@ from sgdn_ros.ros_harness import (  # noqa: E402
     stamp_key,
     wait_until,
 )
-from sgdn_ros.ros_messages import bgr_to_image_message  # noqa: E402
+from sgdn_ros.ros_messages import bgr_to_image_message, grasp_from_message  # noqa: E402
+from sgdn_ros.training.grasp_scenes import object_grasp_rectangles  # noqa: E402
+from sgdn_ros.training.metrics import grasp_matches, rectangle_from_grasp  # noqa: E402
 
 ANSWER_TIMEOUT_S = 30.0
 OBJECT = SceneObject(row=250.0, col=330.0, length=110.0, thickness=34.0,
@@ -258,7 +260,8 @@ def test_reliable_subscription_hears_nothing_from_a_best_effort_camera(rig_facto
 
 def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, tmp_path):
     """The `detector` executable as `ros2 launch` starts it: its own process, the YAML file,
-    autostart; a camera in this process; Ctrl-C at the end."""
+    autostart, the trained default model; a camera in this process; Ctrl-C at the end. The
+    grasp must be one of the object's true grasps (Cornell rectangle metric)."""
     from sgdn_ros.ros_harness import DetectorProcess
 
     detector = DetectorProcess({"autostart": True, "stats_period_s": 0.5}, tmp_path / "log")
@@ -280,7 +283,8 @@ def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, 
 
         answer, _message = publish_until_answered(publish_frame, answers, ANSWER_TIMEOUT_S)
         assert answer is not None, detector.output()
-        assert math.hypot(answer.u - OBJECT.col, answer.v - OBJECT.row) < 4.0
+        predicted = rectangle_from_grasp(grasp_from_message(answer))
+        assert grasp_matches(predicted, object_grasp_rectangles(OBJECT)), answer
     finally:
         spin.stop()
         peer.destroy_node()

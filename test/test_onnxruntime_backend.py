@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 
 from sgdn_ros.backends import (
     BACKEND_CHOICES,
+    BackendOptions,
     InferenceError,
     ModelLoadError,
     create_backend,
@@ -222,17 +223,23 @@ def test_intra_op_threads_must_be_a_non_negative_integer(model_k18):
     ("onnxruntime", "'onnxruntime' was requested"),
 ])
 def test_create_backend_says_why_it_chose_the_backend(model_k18, kind, reason):
-    with create_backend(kind, model_k18, prefer_gpu=False) as backend:
+    with create_backend(kind, model_k18) as backend:
         assert isinstance(backend, OnnxRuntimeBackend)
         assert reason in backend.selection_reason
         assert backend.info.num_angle_classes == 18
 
 
 def test_create_backend_refuses_unknown_kinds_naming_the_choices(model_k18):
-    assert BACKEND_CHOICES == ("auto", "onnxruntime")
+    assert BACKEND_CHOICES == ("auto", "onnxruntime", "torch")
     with pytest.raises(ValueError, match="unknown backend 'tensorflow'; choose one of: auto, "
-                                         "onnxruntime"):
+                                         "onnxruntime, torch"):
         create_backend("tensorflow", model_k18)
+
+
+def test_onnxruntime_refuses_precision_and_graph_options_it_cannot_honour(model_k18):
+    for options in (BackendOptions(precision="fp16"), BackendOptions(cuda_graph=True)):
+        with pytest.raises(ModelLoadError, match="sgdn-ros export --fp16"):
+            create_backend("onnxruntime", model_k18, options)
 
 
 def test_create_backend_reports_a_bad_model_instead_of_skipping_it(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is an optional dependency (training, torch)")
 
-from sgdn_ros.backends import InferenceError, ModelLoadError  # noqa: E402
+from sgdn_ros.backends import InferenceError, ModelLoadError, create_backend  # noqa: E402
 from sgdn_ros.backends.torch_backend import TorchBackend  # noqa: E402
 from sgdn_ros.decoding import DecodeConfig  # noqa: E402
 from sgdn_ros.model.checkpoint import save_checkpoint  # noqa: E402
@@ -145,3 +145,12 @@ def test_benchmark_measures_every_variant():
 def test_benchmark_without_a_gpu_says_so():
     with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
         benchmark_torch_variants("light", 18, repeats=1)
+
+
+def test_auto_runs_a_checkpoint_with_torch(tmp_path):
+    path = tmp_path / "light.pt"
+    save_checkpoint(path, build_sgdn(PRESETS["light"]), PRESETS["light"])
+    with create_backend("auto", path) as backend:
+        assert backend.name == "torch-cpu-fp32"
+        assert "auto chose torch for this checkpoint" in backend.selection_reason
+        assert backend.info.num_angle_classes == PRESETS["light"].num_angle_classes

@@ -7,7 +7,9 @@ takes the first whose libraries import; a bad model file is reported, not skippe
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from os import PathLike
 
 from sgdn_ros.backends.base import (
@@ -20,48 +22,87 @@ from sgdn_ros.backends.base import (
 )
 
 __all__ = [
-    "AUTO_ORDER", "BACKEND_CHOICES", "InferenceBackend", "InferenceError", "ModelInfo",
-    "ModelLoadError", "ModelOutputs", "create_backend", "resolve_output_names",
+    "AUTO_ORDER", "BACKEND_CHOICES", "PRECISIONS", "BackendOptions", "InferenceBackend",
+    "InferenceError", "ModelInfo", "ModelLoadError", "ModelOutputs", "create_backend",
+    "resolve_output_names",
 ]
 
 
-def _onnxruntime_backend() -> Callable[..., InferenceBackend]:
+PRECISIONS = ("fp32", "fp16")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the node and the command line may ask of any backend; each backend takes what
+    applies to it and refuses, with the reason, what it cannot do."""
+
+    threads: int = 0             # CPU threads for inference; 0: the runtime decides
+    precision: str = "fp32"      # "fp16": torch on CUDA (ONNX: export an FP16 copy instead)
+    cuda_graph: bool = False     # torch on CUDA: replay the forward pass as one CUDA graph
+
+
+def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
+    if options.precision != "fp32" or options.cuda_graph:
+        raise ModelLoadError(
+            "onnxruntime runs the precision stored in the ONNX file and has no CUDA-graph "
+            "option: for FP16 export a copy with `sgdn-ros export --fp16` and set model_path to "
+            "it; keep precision 'fp32' and cuda_graph false")
     from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-    return OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(model_path, intra_op_threads=options.threads)
 
 
-_BACKEND_LOADERS: dict[str, Callable[[], Callable[..., InferenceBackend]]] = {
-    "onnxruntime": _onnxruntime_backend,
+def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
+    from sgdn_ros.backends.torch_backend import TorchBackend
+
+    return TorchBackend(model_path, precision=options.precision, cuda_graph=options.cuda_graph,
+                        threads=options.threads)
+
+
+_BACKEND_OPENERS: dict[str, Callable[[str | PathLike[str], BackendOptions], InferenceBackend]] = {
+    "onnxruntime": _open_onnxruntime,
+    "torch": _open_torch,
 }
 AUTO_ORDER: tuple[str, ...] = ("onnxruntime",)
-BACKEND_CHOICES: tuple[str, ...] = ("auto", *_BACKEND_LOADERS)
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *_BACKEND_OPENERS)
+
+
+def _is_checkpoint(model_path: str | PathLike[str]) -> bool:
+    return pathlib.Path(model_path).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 def create_backend(kind: str, model_path: str | PathLike[str],
-                   **options: object) -> InferenceBackend:
+                   options: BackendOptions | None = None) -> InferenceBackend:
     """Load ``model_path`` with the backend ``kind`` (one of ``BACKEND_CHOICES``).
 
-    ``options`` go to the backend's constructor. The returned backend's ``selection_reason``
-    says why it was chosen, for the log.
+    ``auto`` runs a PyTorch checkpoint (.pt, .pth, .ckpt) with torch and an ONNX file with the
+    first backend of ``AUTO_ORDER`` whose libraries import. The returned backend's
+    ``selection_reason`` says why it was chosen, for the log.
     """
+    options = options or BackendOptions()
     if kind not in BACKEND_CHOICES:
         raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {options.precision!r}")
     if kind != "auto":
-        backend = _BACKEND_LOADERS[kind]()(model_path, **options)
+        backend = _BACKEND_OPENERS[kind](model_path, options)
         backend.selection_reason = f"backend {kind!r} was requested"
         return backend
+    candidates = ("torch",) if _is_checkpoint(model_path) else AUTO_ORDER
     unavailable = []
-    for candidate in AUTO_ORDER:
+    for candidate in candidates:
         try:
-            backend_class = _BACKEND_LOADERS[candidate]()
+            backend = _BACKEND_OPENERS[candidate](model_path, options)
         except ImportError as error:
             unavailable.append(f"{candidate} ({error})")
             continue
-        backend = backend_class(model_path, **options)
         skipped = f" after skipping {'; '.join(unavailable)}" if unavailable else ""
+        model_kind = "checkpoint" if _is_checkpoint(model_path) else "ONNX model"
         backend.selection_reason = (
-            f"auto chose {candidate}, the first available of {', '.join(AUTO_ORDER)}{skipped}; "
-            f"running as {backend.name}")
+            f"auto chose {candidate} for this {model_kind}{skipped}; running as {backend.name}")
         return backend
     raise ModelLoadError(
-        f"no inference backend is available: {'; '.join(unavailable)}; install onnxruntime")
+        f"no inference backend is available: {'; '.join(unavailable)}; install "
+        f"{'torch' if _is_checkpoint(model_path) else 'onnxruntime'}")

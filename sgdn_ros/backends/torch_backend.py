@@ -64,8 +64,10 @@ class TorchBackend(InferenceBackend):
 
     def __init__(self, checkpoint_path: str | PathLike[str], *, device: str = "auto",
                  precision: str = "fp32", cuda_graph: bool = False,
-                 config: SGDNConfig | None = None) -> None:
+                 config: SGDNConfig | None = None, threads: int = 0) -> None:
         target = _checked_target(device, precision, cuda_graph)
+        if threads > 0 and target.type == "cpu":
+            torch.set_num_threads(threads)  # process-wide: this backend is the process's only one
         model, model_config = load_checkpoint(checkpoint_path, config=config, map_location="cpu")
         self._start(model, model_config, target, precision, cuda_graph)
 
