@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from sgdn_ros.cli import main
 from sgdn_ros.preprocessing import read_sample_txt
@@ -70,3 +71,19 @@ def test_detect_needs_no_ros(tmp_path, model_k120):
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["grasps"]) == len(scenes[0][1])
+
+
+def test_export_writes_onnx_and_fp16_copies_with_a_parity_report(tmp_path, capsys):
+    """`sgdn-ros export` on a light checkpoint (random weights: parity, not accuracy)."""
+    torch = pytest.importorskip("torch", reason="sgdn-ros export needs PyTorch")
+    from sgdn_ros.model.checkpoint import save_checkpoint
+    from sgdn_ros.model.network import PRESETS, build_sgdn
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "light.pt", build_sgdn(PRESETS["light"]), PRESETS["light"])
+    assert main(["export", str(tmp_path / "light.pt"), "-o", str(tmp_path / "light.onnx"),
+                 "--fp16"]) == 0
+    report = capsys.readouterr().out
+    assert (tmp_path / "light.onnx").is_file() and (tmp_path / "light_fp16.onnx").is_file()
+    assert report.count("max |torch - onnx| of the logits") == 2
+    assert "same in every image" in report
