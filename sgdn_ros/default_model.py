@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+from sgdn_ros.atomic_files import atomic_output
 from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
 
 TRAINED_MODEL = pathlib.Path(__file__).resolve().parent / "models" / "sgdn_light_k18.onnx"
@@ -33,10 +34,8 @@ def synthetic_model_path() -> pathlib.Path:
     """Path of the synthetic test model, generated into the cache when missing."""
     path = model_cache_dir() / f"synthetic_sgdn_k{SYNTHETIC_NUM_ANGLE_CLASSES}.onnx"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        save_synthetic_sgdn_model(partial, num_angle_classes=SYNTHETIC_NUM_ANGLE_CLASSES)
-        os.replace(partial, path)
+        with atomic_output(path) as partial:
+            save_synthetic_sgdn_model(partial, num_angle_classes=SYNTHETIC_NUM_ANGLE_CLASSES)
     return path
 
 

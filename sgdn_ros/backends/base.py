@@ -73,6 +73,18 @@ class InferenceBackend(abc.ABC):
     def close(self) -> None:
         """Release the model; safe to call more than once."""
 
+    def _check_planes(self, planes: np.ndarray, closed: bool) -> None:
+        """The checks every backend's ``infer`` starts with, so they fail alike."""
+        if closed:
+            raise InferenceError("the backend is closed; create a new one to run inference")
+        expected = self.info.input_shape
+        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
+                or planes.shape != expected:
+            raise ValueError(
+                f"planes must be a float32 array of shape {expected}, got "
+                f"{getattr(planes, 'dtype', type(planes).__name__)} "
+                f"{getattr(planes, 'shape', '')}; build them with sgdn_ros.preprocessing")
+
     def __enter__(self) -> InferenceBackend:
         return self
 

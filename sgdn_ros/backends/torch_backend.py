@@ -168,15 +168,7 @@ class TorchBackend(InferenceBackend):
             return self._forward(inputs.to(self._dtype))
 
     def infer(self, planes: np.ndarray) -> ModelOutputs:
-        if self._model is None:
-            raise InferenceError("the backend is closed; create a new one to run inference")
-        expected = self._info.input_shape
-        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
-                or planes.shape != expected:
-            raise ValueError(
-                f"planes must be a float32 array of shape {expected}, got "
-                f"{getattr(planes, 'dtype', type(planes).__name__)} "
-                f"{getattr(planes, 'shape', '')}; build them with sgdn_ros.preprocessing")
+        self._check_planes(planes, closed=self._model is None)
         started = time.perf_counter()
         self._host_input.numpy()[...] = planes
         on_gpu = self.device.type == "cuda"

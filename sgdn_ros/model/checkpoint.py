@@ -16,7 +16,6 @@ file itself suggests.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import pickle
 import re
@@ -26,6 +25,7 @@ from os import PathLike
 
 import torch
 
+from sgdn_ros.atomic_files import atomic_output
 from sgdn_ros.backends.base import ModelLoadError
 from sgdn_ros.model.network import BACKBONES, SGDN, ModelConfigError, SGDNConfig
 
@@ -86,12 +86,8 @@ def save_checkpoint(path: str | PathLike[str], model: SGDN, config: SGDNConfig,
         "state_dict": {key: value.detach().cpu() for key, value in weights.items()},
         "extra": dict(extra or {}),
     }
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_output(path) as partial:
         torch.save(payload, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], upsample: str = "bilinear") -> SGDNConfig:

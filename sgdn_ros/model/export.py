@@ -20,7 +20,6 @@ import inspect
 import io
 import json
 import numbers
-import os
 import pathlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ import onnxruntime as ort
 import torch
 from onnxconverter_common import float16
 
+from sgdn_ros.atomic_files import atomic_output
 from sgdn_ros.model.network import OUTPUT_STRIDE, SGDN, UPSAMPLE_MODES, SGDNConfig
 from sgdn_ros.preprocessing import (
     PUBLISHED_MEAN_BGR,
@@ -107,13 +107,8 @@ def export_onnx(model: SGDN, config: SGDNConfig, output_path: str | PathLike[str
     except onnx.checker.ValidationError as error:
         raise ExportError(f"the exported ONNX model is invalid: {error}") from error
     path = pathlib.Path(output_path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_output(path) as partial:
         onnx.save(proto, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
