@@ -188,6 +188,7 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from sgdn_ros.backends import BACKEND_CHOICES
+    from sgdn_ros.backends.tensorrt_engine import add_engine_commands
     from sgdn_ros.preprocessing import SMALL_IMAGE_POLICIES
 
     parser = argparse.ArgumentParser(prog="sgdn-ros", description=__doc__)
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--fp16", action="store_true",
                         help="also write <output>_fp16.onnx (FP16 weights, float32 I/O)")
     export.set_defaults(run=command_export)
+
+    add_engine_commands(commands)
 
     for name, module, text in (("train", "train", "train SGDN on synthetic grasp scenes"),
                                ("evaluate", "evaluate", "Cornell rectangle metric, held-out")):

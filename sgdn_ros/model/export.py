@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnxconverter_common import float16
 
 from sgdn_ros.atomic_files import atomic_output
 from sgdn_ros.model.network import OUTPUT_STRIDE, SGDN, UPSAMPLE_MODES, SGDNConfig
+from sgdn_ros.onnx_fp16 import Fp16ConversionError, convert_to_fp16
 from sgdn_ros.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
@@ -235,29 +235,10 @@ def _traced_onnx(model: SGDN, input_channels: int, input_size: int,
 
 
 def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """FP16 weights and arithmetic, float32 input and outputs.
-
-    The converter's default block list keeps Resize in FP32, wrapped in casts (ONNX Runtime's
-    CPU Resize takes no FP16 scales). It then casts a blocked op's result to FP16 even where
-    that is a graph output, despite ``keep_io_types``: those final casts are turned to FP32.
-    """
-    with warnings.catch_warnings():
-        # One warning per weight rounded to FP16's range; expected, and thousands of them.
-        warnings.filterwarnings("ignore", module=r"onnxconverter_common")
-        converted = float16.convert_float_to_float16(proto, keep_io_types=True)
-    producers = {name: node for node in converted.graph.node for name in node.output}
-    for output in converted.graph.output:
-        tensor_type = output.type.tensor_type
-        if tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            continue
-        cast = producers[output.name]
-        if cast.op_type != "Cast":
-            raise ExportError(
-                f"the FP16 conversion left output {output.name!r} as FP16, made by a "
-                f"{cast.op_type} node; export in FP32 instead")
-        next(a for a in cast.attribute if a.name == "to").i = onnx.TensorProto.FLOAT
-        tensor_type.elem_type = onnx.TensorProto.FLOAT
-    return converted
+    try:
+        return convert_to_fp16(proto)
+    except Fp16ConversionError as error:
+        raise ExportError(f"{error}; export in FP32 instead") from error
 
 
 def _cpu_session(path: pathlib.Path) -> ort.InferenceSession:
