@@ -208,6 +208,16 @@ def find_peaks(
     candidates = np.flatnonzero(above & (score == neighbourhood_max))
     order = np.argsort(-score.ravel()[candidates], kind="stable")
     rows, cols = np.divmod(candidates[order], score.shape[1])
+    kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
+    return rows[kept], cols[kept]
+
+
+def suppress_close_peaks(
+    rows: np.ndarray, cols: np.ndarray, min_distance: int, max_peaks: int
+) -> list[int]:
+    """Indices of the candidates kept, best first: candidates sorted best first are taken
+    greedily, dropping any within Chebyshev distance `min_distance` of a kept one. Shared by
+    `find_peaks` and the GPU decoder, whose candidates arrive unsorted."""
     kept: list[int] = []
     remaining = np.arange(rows.size)
     while remaining.size and len(kept) < max_peaks:
@@ -217,7 +227,7 @@ def find_peaks(
             np.abs(rows[remaining] - rows[best]), np.abs(cols[remaining] - cols[best])
         )
         remaining = remaining[distance > min_distance]
-    return rows[kept], cols[kept]
+    return kept
 
 
 def _select_pixels(
