@@ -150,7 +150,7 @@ def output_layout(able: np.ndarray, angle: np.ndarray, width: np.ndarray) -> Out
     return OutputLayout(num_angle_classes=angle_maps.shape[0], width_channels=width_maps.shape[0])
 
 
-def _sigmoid64(logits: np.ndarray) -> np.ndarray:
+def sigmoid64(logits: np.ndarray) -> np.ndarray:
     """Float64, so distinct float32 logits stay distinct (float32 saturates to 1 near 17)."""
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
@@ -163,7 +163,9 @@ def confidence_map(able: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-def _logit(probability: float) -> float:
+def logit(probability: float) -> float:
+    """Inverse sigmoid: thresholds are compared on the logit maps, so only chosen pixels need
+    a sigmoid; 0 and 1 map to -inf and +inf."""
     if probability <= 0.0:
         return -math.inf
     if probability >= 1.0:
@@ -171,7 +173,7 @@ def _logit(probability: float) -> float:
     return math.log(probability) - math.log1p(-probability)
 
 
-def _threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
+def threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
     """The smallest value of dtype that is >= threshold, so comparing in dtype stays exact."""
     cast = dtype.type(threshold)
     if float(cast) < threshold:
@@ -198,7 +200,7 @@ def find_peaks(
     if score.dtype not in (np.float32, np.float64):
         score = score.astype(np.float32)
     score = np.ascontiguousarray(score)
-    above = score >= _threshold_in(score.dtype, threshold)
+    above = score >= threshold_in(score.dtype, threshold)
     if not above.any():
         return np.empty(0, np.intp), np.empty(0, np.intp)
     size = 2 * min_distance + 1
@@ -237,13 +239,13 @@ def _select_pixels(
     if config.mode == "peaks":
         return find_peaks(score, threshold, config.min_distance, config.max_grasps)
     best = int(np.argmax(score))
-    if not score.ravel()[best] >= _threshold_in(score.dtype, threshold):
+    if not score.ravel()[best] >= threshold_in(score.dtype, threshold):
         return np.empty(0, np.intp), np.empty(0, np.intp)
     row, col = divmod(best, score.shape[1])
     return np.array([row]), np.array([col])
 
 
-def _grasps(
+def grasps_at_pixels(
     rows: np.ndarray,
     cols: np.ndarray,
     angle_classes: np.ndarray,
@@ -280,12 +282,12 @@ def decode_grasps(
 ) -> list[Grasp]:
     """Decodes grasps reading the angle and width maps only at the chosen pixels."""
     able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
-    rows, cols = _select_pixels(able_map, _logit(config.confidence_threshold), config)
+    rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config)
     angle_classes = np.argmax(angle_maps[:, rows, cols], axis=0)
     width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
-    crop_widths = _sigmoid64(width_maps[width_channels, rows, cols]) * config.max_width_px
-    confidences = _sigmoid64(able_map[rows, cols])
-    return _grasps(rows, cols, angle_classes, confidences, crop_widths,
+    crop_widths = sigmoid64(width_maps[width_channels, rows, cols]) * config.max_width_px
+    confidences = sigmoid64(able_map[rows, cols])
+    return grasps_at_pixels(rows, cols, angle_classes, confidences, crop_widths,
                    angle_maps.shape[0], geometry, config)
 
 
@@ -298,14 +300,14 @@ def decode_grasps_full(
 ) -> list[Grasp]:
     """The author's whole-map decoding: the reference decode_grasps must agree with."""
     able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
-    confidences = _sigmoid64(able_map)
-    angle_class_map = np.argmax(_sigmoid64(angle_maps), axis=0)
-    width_probabilities = _sigmoid64(width_maps)
+    confidences = sigmoid64(able_map)
+    angle_class_map = np.argmax(sigmoid64(angle_maps), axis=0)
+    width_probabilities = sigmoid64(width_maps)
     if width_maps.shape[0] > 1:
         width_map = np.take_along_axis(width_probabilities, angle_class_map[np.newaxis], 0)[0]
     else:
         width_map = width_probabilities[0]
     crop_width_map = width_map * config.max_width_px
     rows, cols = _select_pixels(confidences, config.confidence_threshold, config)
-    return _grasps(rows, cols, angle_class_map[rows, cols], confidences[rows, cols],
+    return grasps_at_pixels(rows, cols, angle_class_map[rows, cols], confidences[rows, cols],
                    crop_width_map[rows, cols], angle_maps.shape[0], geometry, config)

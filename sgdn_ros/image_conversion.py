@@ -19,7 +19,7 @@ class ImageConversionError(ValueError):
 
 
 @dataclass(frozen=True)
-class _PixelLayout:
+class PixelLayout:
     """How one raw encoding stores a pixel, and which of its channels are B, G, R."""
 
     channels: int
@@ -32,16 +32,16 @@ _REVERSED_TO_BGR = slice(2, None, -1)
 _GRAY = slice(0, 1)
 
 _LAYOUTS = {
-    "bgr8": _PixelLayout(3, 1, _BGR_ORDER),
-    "rgb8": _PixelLayout(3, 1, _REVERSED_TO_BGR),
-    "bgra8": _PixelLayout(4, 1, _BGR_ORDER),
-    "rgba8": _PixelLayout(4, 1, _REVERSED_TO_BGR),
-    "mono8": _PixelLayout(1, 1, _GRAY),
-    "bgr16": _PixelLayout(3, 2, _BGR_ORDER),
-    "rgb16": _PixelLayout(3, 2, _REVERSED_TO_BGR),
-    "bgra16": _PixelLayout(4, 2, _BGR_ORDER),
-    "rgba16": _PixelLayout(4, 2, _REVERSED_TO_BGR),
-    "mono16": _PixelLayout(1, 2, _GRAY),
+    "bgr8": PixelLayout(3, 1, _BGR_ORDER),
+    "rgb8": PixelLayout(3, 1, _REVERSED_TO_BGR),
+    "bgra8": PixelLayout(4, 1, _BGR_ORDER),
+    "rgba8": PixelLayout(4, 1, _REVERSED_TO_BGR),
+    "mono8": PixelLayout(1, 1, _GRAY),
+    "bgr16": PixelLayout(3, 2, _BGR_ORDER),
+    "rgb16": PixelLayout(3, 2, _REVERSED_TO_BGR),
+    "bgra16": PixelLayout(4, 2, _BGR_ORDER),
+    "rgba16": PixelLayout(4, 2, _REVERSED_TO_BGR),
+    "mono16": PixelLayout(1, 2, _GRAY),
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
@@ -54,7 +54,7 @@ def image_message_to_bgr(message) -> np.ndarray:
     (rgb8 is a reversed view, mono is broadcast); call ``np.ascontiguousarray`` if you need a
     plain array. 16-bit encodings keep their most significant byte (value >> 8).
     """
-    layout = _layout_for(message.encoding)
+    layout = pixel_layout(message.encoding)
     height, width, step = int(message.height), int(message.width), int(message.step)
     bytes_per_pixel = layout.channels * layout.bytes_per_channel
     _check_geometry(height, width, step, bytes_per_pixel, message.encoding)
@@ -133,7 +133,7 @@ def bgr_image_problem(array: object) -> str | None:
     return f"expected an (H, W, 3) uint8 BGR image, got shape {shape} dtype {dtype}"
 
 
-def _layout_for(encoding: str) -> _PixelLayout:
+def pixel_layout(encoding: str) -> PixelLayout:
     layout = _LAYOUTS.get(encoding)
     if layout is None:
         raise ImageConversionError(

@@ -21,16 +21,16 @@ import numpy as np
 from sgdn_ros.decoding import (
     DecodeConfig,
     Grasp,
-    _grasps,
-    _logit,
-    _sigmoid64,
-    _threshold_in,
     decode_grasps,
     find_peaks,
+    grasps_at_pixels,
+    logit,
+    sigmoid64,
     suppress_close_peaks,
+    threshold_in,
 )
 from sgdn_ros.gpu.cuda_context import CudaContext, import_pycuda_driver
-from sgdn_ros.image_conversion import _layout_for
+from sgdn_ros.image_conversion import pixel_layout
 from sgdn_ros.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
@@ -273,7 +273,7 @@ class GpuPreprocessor:
     def upload_and_preprocess(self, data: np.ndarray, height: int, width: int, step: int,
                               encoding: str, geometry: CropGeometry) -> DeviceAllocation:
         """Copy the rows the crop needs to the GPU and write the planes (asynchronously)."""
-        layout = _layout_for(encoding)
+        layout = pixel_layout(encoding)
         if layout.bytes_per_channel != 1:
             raise UnsupportedOnGpuError(
                 f"encoding {encoding!r} has 16-bit channels; the GPU preprocessing handles "
@@ -402,7 +402,7 @@ class GpuDecoder:
         if not isinstance(config, DecodeConfig):
             raise GpuProcessingError(
                 f"config must be a DecodeConfig, got {type(config).__name__}")
-        threshold = _logit(config.confidence_threshold)
+        threshold = logit(config.confidence_threshold)
         candidates, overflowed = self._find_candidates(able_ptr, threshold, config)
         if overflowed:
             rows, cols, logits = self._peaks_on_host(able_ptr, threshold, config)
@@ -431,7 +431,7 @@ class GpuDecoder:
         """Run the candidate kernel; return the (index, logit bits) pairs and overflow."""
         able = _device_pointer(able_ptr)
         count, candidates = _device_pointer(self._count), _device_pointer(self._candidates)
-        threshold32 = _threshold_in(np.dtype(np.float32), threshold)
+        threshold32 = threshold_in(np.dtype(np.float32), threshold)
         self._driver.memset_d32_async(count, 0, 1, self._stream)
         if config.mode == "max":
             self._global_max.prepared_async_call(
@@ -523,8 +523,8 @@ def decode_on_gpu(decoder: GpuDecoder, able_ptr: object, angle_ptr: object, widt
     """``decode_grasps`` for maps on the GPU: the same grasps, built by the same code."""
     rows, cols, classes, able_logits, width_logits = decoder.decode(
         able_ptr, angle_ptr, width_ptr, config)
-    crop_widths = _sigmoid64(width_logits) * config.max_width_px
-    return _grasps(rows, cols, classes, _sigmoid64(able_logits), crop_widths,
+    crop_widths = sigmoid64(width_logits) * config.max_width_px
+    return grasps_at_pixels(rows, cols, classes, sigmoid64(able_logits), crop_widths,
                    decoder.num_angle_classes, geometry, config)
 
 
