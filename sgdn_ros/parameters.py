@@ -107,8 +107,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "trained default model shipped with the package; `synthetic`: the built-in test model."),
     ParameterSpec(
         "backend", "auto",
-        "Inference backend; `auto` picks the fastest one that can run the model here and logs "
-        "why (checkpoints: torch).",
+        "Inference backend; `auto` picks the fastest one that can run the model here (TensorRT, "
+        "then ONNX Runtime; checkpoints: torch) and logs why.",
         choices=BACKEND_CHOICES),
     ParameterSpec(
         "inference_threads", 0,
@@ -116,8 +116,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         minimum=0, maximum=256),
     ParameterSpec(
         "precision", "fp32",
-        "torch backend on CUDA: `fp16` halves the network; ONNX models run the precision they "
-        "were exported in (`sgdn-ros export --fp16`).",
+        "`fp16`: TensorRT builds an FP16 engine, torch on CUDA halves the network; ONNX Runtime "
+        "runs the precision the file was exported in (`sgdn-ros export --fp16`).",
         choices=PRECISIONS),
     ParameterSpec(
         "cuda_graph", False,

@@ -230,9 +230,9 @@ def test_create_backend_says_why_it_chose_the_backend(model_k18, kind, reason):
 
 
 def test_create_backend_refuses_unknown_kinds_naming_the_choices(model_k18):
-    assert BACKEND_CHOICES == ("auto", "onnxruntime", "torch")
+    assert BACKEND_CHOICES == ("auto", "tensorrt", "onnxruntime", "torch")
     with pytest.raises(ValueError, match="unknown backend 'tensorflow'; choose one of: auto, "
-                                         "onnxruntime, torch"):
+                                         "tensorrt, onnxruntime, torch"):
         create_backend("tensorflow", model_k18)
 
 

@@ -2,17 +2,25 @@
 
 Backend modules are imported only when chosen, so a machine without a backend's libraries
 (TensorRT, CUDA) can still run the others. ``auto`` tries the backends in ``AUTO_ORDER`` and
-takes the first whose libraries import; a bad model file is reported, not skipped over.
+takes the first that can run on this machine: a backend whose libraries do not import
+(``ImportError``) or that raises ``BackendUnavailable`` (no pycuda, no CUDA GPU, a GPU its
+TensorRT cannot run engines on) is skipped, with the reason kept in ``selection_reason``. A bad
+model file, or an option a backend refuses, is reported, not skipped over.
+
+Precision under ``auto``: "fp16" is TensorRT's (it builds an FP16 engine). ONNX Runtime runs the
+precision stored in the file, so when ``auto`` falls back to it, "fp16" is ignored with a note in
+``selection_reason``; asking for backend "onnxruntime" with "fp16" is refused.
 """
 
 from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 
 from sgdn_ros.backends.base import (
+    BackendUnavailable,
     InferenceBackend,
     InferenceError,
     ModelInfo,
@@ -22,7 +30,8 @@ from sgdn_ros.backends.base import (
 )
 
 __all__ = [
-    "AUTO_ORDER", "BACKEND_CHOICES", "PRECISIONS", "BackendOptions", "InferenceBackend",
+    "AUTO_ORDER", "BACKEND_CHOICES", "PRECISIONS", "BackendOptions", "BackendUnavailable",
+    "InferenceBackend",
     "InferenceError", "ModelInfo", "ModelLoadError", "ModelOutputs", "create_backend",
     "resolve_output_names",
 ]
@@ -38,7 +47,7 @@ class BackendOptions:
     applies to it and refuses, with the reason, what it cannot do."""
 
     threads: int = 0             # CPU threads for inference; 0: the runtime decides
-    precision: str = "fp32"      # "fp16": torch on CUDA (ONNX: export an FP16 copy instead)
+    precision: str = "fp32"      # "fp16": TensorRT, torch on CUDA (onnxruntime: an FP16 export)
     cuda_graph: bool = False     # torch on CUDA: replay the forward pass as one CUDA graph
 
 
@@ -60,11 +69,25 @@ def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> Inf
                         threads=options.threads)
 
 
+def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
+    if options.cuda_graph:
+        raise ModelLoadError(
+            "tensorrt has no CUDA-graph option: it already runs one engine launch per frame; "
+            "set cuda_graph false")
+    from sgdn_ros.backends.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(model_path, precision=options.precision)
+
+
 _BACKEND_OPENERS: dict[str, Callable[[str | PathLike[str], BackendOptions], InferenceBackend]] = {
+    "tensorrt": _open_tensorrt,
     "onnxruntime": _open_onnxruntime,
     "torch": _open_torch,
 }
-AUTO_ORDER: tuple[str, ...] = ("onnxruntime",)
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime")
+AUTO_IGNORED_FP16 = (
+    "precision fp16 ignored: onnxruntime runs the precision stored in the ONNX file (export an "
+    "FP16 copy with `sgdn-ros export --fp16` for that)")
 BACKEND_CHOICES: tuple[str, ...] = ("auto", *_BACKEND_OPENERS)
 
 
@@ -77,8 +100,8 @@ def create_backend(kind: str, model_path: str | PathLike[str],
     """Load ``model_path`` with the backend ``kind`` (one of ``BACKEND_CHOICES``).
 
     ``auto`` runs a PyTorch checkpoint (.pt, .pth, .ckpt) with torch and an ONNX file with the
-    first backend of ``AUTO_ORDER`` whose libraries import. The returned backend's
-    ``selection_reason`` says why it was chosen, for the log.
+    first backend of ``AUTO_ORDER`` that can run here (module docstring). The returned
+    backend's ``selection_reason`` says why it was chosen, for the log.
     """
     options = options or BackendOptions()
     if kind not in BACKEND_CHOICES:
@@ -93,15 +116,18 @@ def create_backend(kind: str, model_path: str | PathLike[str],
     candidates = ("torch",) if _is_checkpoint(model_path) else AUTO_ORDER
     unavailable = []
     for candidate in candidates:
+        candidate_options, note = options, ""
+        if candidate == "onnxruntime" and options.precision != "fp32":
+            candidate_options, note = replace(options, precision="fp32"), f"; {AUTO_IGNORED_FP16}"
         try:
-            backend = _BACKEND_OPENERS[candidate](model_path, options)
-        except ImportError as error:
+            backend = _BACKEND_OPENERS[candidate](model_path, candidate_options)
+        except (ImportError, BackendUnavailable) as error:
             unavailable.append(f"{candidate} ({error})")
             continue
         skipped = f" after skipping {'; '.join(unavailable)}" if unavailable else ""
         model_kind = "checkpoint" if _is_checkpoint(model_path) else "ONNX model"
-        backend.selection_reason = (
-            f"auto chose {candidate} for this {model_kind}{skipped}; running as {backend.name}")
+        backend.selection_reason = (f"auto chose {candidate} for this {model_kind}{skipped}; "
+                                    f"running as {backend.name}{note}")
         return backend
     raise ModelLoadError(
         f"no inference backend is available: {'; '.join(unavailable)}; install "

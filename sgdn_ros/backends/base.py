@@ -21,6 +21,15 @@ class ModelLoadError(RuntimeError):
     """The model file is missing, unreadable, or does not have SGDN's inputs and outputs."""
 
 
+class BackendUnavailable(ModelLoadError):
+    """The backend cannot run on this machine (its libraries, driver or GPU are missing or
+    unsupported), whatever the model: ``create_backend('auto', ...)`` then tries the next one.
+
+    A fault of the model itself (missing, unreadable, not SGDN) is a plain ``ModelLoadError``
+    and is reported, never skipped over.
+    """
+
+
 class InferenceError(RuntimeError):
     """Running a loaded model failed."""
 

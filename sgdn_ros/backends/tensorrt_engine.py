@@ -87,6 +87,11 @@ class EngineBuildError(ModelLoadError):
     """The ONNX model cannot be parsed or built into a usable engine here."""
 
 
+class EngineUnrunnable(EngineBuildError):
+    """A plan built here does not deserialize here: this TensorRT cannot run engines on this
+    machine (no GPU, or one it does not support). The model is not at fault."""
+
+
 @dataclass(frozen=True)
 class TensorRTModule:
     """The imported TensorRT flavour and what its API offers (see the module docstring)."""
@@ -325,7 +330,7 @@ def _build_into_cache(model: pathlib.Path, plan_path: pathlib.Path, key: EngineK
         try:
             runtime, engine = _deserialized(trt, built.plan, logger)
         except StalePlan as stale:
-            raise EngineBuildError(
+            raise EngineUnrunnable(
                 f"the freshly built plan {plan_path.name} does not deserialize either "
                 f"({stale.reason}): {trt.name} cannot run engines on this machine (no GPU, or "
                 "a GPU it does not support); build ahead of time with `sgdn-ros build-engine` "

@@ -1,0 +1,300 @@
+"""SGDN as a TensorRT engine on a CUDA GPU, run through pycuda on the inference thread.
+
+The engine comes from the on-disk cache (``tensorrt_engine.get_engine``), built from the ONNX
+model on first use. Everything the engine reads and writes lives in buffers allocated once and
+found by tensor NAME, so each frame is one upload, one ``execute_async_v3`` and three downloads
+on one non-default stream, through page-locked host buffers.
+
+Threads: the retained primary CUDA context is pushed in ``__init__`` and popped in ``close``,
+and both must run on the same thread, the inference thread (``InferenceWorker`` guarantees it);
+TensorRT and pycuda objects are only valid where that context is current.
+
+"Cannot run here" (no pycuda, no CUDA device, no TensorRT, a GPU the TensorRT flavour does not
+support, e.g. TensorRT-RTX on an H100) raises ``BackendUnavailable``, so ``auto`` moves on to
+the next backend; a bad model file raises ``ModelLoadError`` (``EngineBuildError``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from types import ModuleType
+
+import numpy as np
+
+from sgdn_ros.backends.base import (
+    BackendUnavailable,
+    InferenceBackend,
+    InferenceError,
+    ModelInfo,
+    ModelLoadError,
+    ModelOutputs,
+    resolve_output_names,
+)
+from sgdn_ros.backends.tensorrt_engine import (
+    CachedEngine,
+    EngineSettings,
+    EngineUnrunnable,
+    TensorRTUnavailable,
+    get_engine,
+    load_tensorrt,
+)
+from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
+
+Logger = Callable[[str], None]
+_INPUT_CHANNELS = 3
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """One engine I/O tensor as read from the engine."""
+
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def load_engine(onnx_path: str | PathLike[str], settings: EngineSettings,
+                cache_dir: str | PathLike[str] | None = None, *, force_rebuild: bool = False,
+                device: int = 0, logger: Logger = print) -> CachedEngine:
+    """The deserialized engine, telling "this machine cannot run TensorRT" from a bad model.
+
+    Raises ``BackendUnavailable`` when no TensorRT imports or when even a freshly built plan
+    does not deserialize here (``EngineUnrunnable``); any other ``EngineBuildError`` is the
+    model's fault and is re-raised unchanged.
+    """
+    try:
+        return get_engine(onnx_path, settings, cache_dir, force_rebuild=force_rebuild,
+                          deserialize=True, device=device, logger=logger)
+    except TensorRTUnavailable as error:
+        raise BackendUnavailable(f"the tensorrt backend cannot run here: {error}") from error
+    except EngineUnrunnable as error:
+        raise BackendUnavailable(f"the tensorrt backend cannot run here: {error}") from error
+
+
+class TensorRTBackend(InferenceBackend):
+    """An SGDN ONNX model run as a TensorRT engine (TensorRT 8.5-11 or TensorRT-RTX).
+
+    ``precision`` "fp16" builds an FP16 engine (float32 inputs and outputs stay). ``name`` is
+    ``tensorrt-<module>-<precision>``, e.g. ``tensorrt-tensorrt-fp16``. Create, use and
+    ``close`` it on one thread (see the module docstring).
+
+    GPU fast path, for a caller that already holds the planes on the device (the GPU
+    preprocessor): ``infer_device(planes_ptr)`` runs the engine on that buffer and returns the
+    device pointers of the able, angle and width maps for ``sgdn_ros.gpu.processing.GpuDecoder``.
+    Write the planes on ``stream`` (or synchronize first) so they are complete when the engine
+    reads them.
+    """
+
+    def __init__(self, model_path: str | PathLike[str], *, precision: str = "fp32",
+                 cache_dir: str | PathLike[str] | None = None, force_rebuild: bool = False,
+                 device: int = 0, logger: Logger = print) -> None:
+        path = pathlib.Path(model_path).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model file not found: {path}; set the model_path parameter to an ONNX file")
+        settings = EngineSettings(precision=precision)
+        self._driver = _pycuda_driver()
+        self._thread = threading.get_ident()
+        self._stream = None
+        self._execution = self._engine = self._runtime = None
+        self._device_buffers: dict[str, object] = {}
+        self._host_input: np.ndarray | None = None
+        self._host_outputs: tuple[np.ndarray, ...] = ()
+        self._cuda: CudaContext | None = _pushed_context(device)
+        try:
+            self._load(path, settings, cache_dir, force_rebuild, device, logger)
+        except BaseException:
+            self._release()
+            raise
+
+    def _load(self, path: pathlib.Path, settings: EngineSettings,
+              cache_dir: str | PathLike[str] | None, force_rebuild: bool, device: int,
+              logger: Logger) -> None:
+        cached = load_engine(path, settings, cache_dir, force_rebuild=force_rebuild,
+                             device=device, logger=logger)
+        self._runtime, self._engine = cached.runtime, cached.engine
+        self.name = f"tensorrt-{cached.key.module}-{settings.precision}"
+        tensors = _engine_tensors(self._engine, load_tensorrt().module, path)
+        self._info = _describe_engine(tensors, path)
+        self._execution = self._engine.create_execution_context()
+        if self._execution is None:
+            raise BackendUnavailable(
+                f"{cached.key.module} could not create an execution context for {path.name} on "
+                f"{self._cuda.device_name}: the GPU is out of memory or not supported by this "
+                f"TensorRT flavour (TensorRT-RTX needs an RTX GPU); see the TensorRT log above")
+        self._stream = self._driver.Stream()
+        for tensor in tensors:
+            nbytes = int(np.prod(tensor.shape)) * tensor.dtype.itemsize
+            self._device_buffers[tensor.name] = self._driver.mem_alloc(nbytes)
+            self._bind(tensor.name, self._device_buffers[tensor.name])
+        info = self._info
+        self._host_input = self._driver.pagelocked_empty(info.input_shape, np.float32)
+        shapes = {tensor.name: tensor.shape for tensor in tensors}
+        self._host_outputs = tuple(
+            self._driver.pagelocked_empty(shapes[name], np.float32)
+            for name in self._output_names)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def stream(self):
+        """The pycuda stream the engine runs on; share it to order GPU work before inference."""
+        return self._stream
+
+    @property
+    def _output_names(self) -> tuple[str, str, str]:
+        return self._info.able_name, self._info.angle_name, self._info.width_name
+
+    def infer(self, planes: np.ndarray) -> ModelOutputs:
+        """Run one frame from host memory; returns fresh host arrays (the pinned buffers are
+        reused on the next frame)."""
+        self._check_planes(planes, closed=self._execution is None)
+        started = time.perf_counter()
+        driver = self._driver
+        try:
+            np.copyto(self._host_input, planes)
+            driver.memcpy_htod_async(self._device_buffers[self._info.input_name],
+                                     self._host_input, self._stream)
+            self._execute()
+            for host, name in zip(self._host_outputs, self._output_names):
+                driver.memcpy_dtoh_async(host, self._device_buffers[name], self._stream)
+            self._stream.synchronize()
+        except driver.Error as error:
+            raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
+                from error
+        self.last_inference_seconds = time.perf_counter() - started
+        return ModelOutputs(*(host.copy() for host in self._host_outputs))
+
+    def infer_device(self, planes_ptr: int) -> tuple[int, int, int]:
+        """Run the engine on float32 planes already on the GPU (``info.input_shape``, C order)
+        at device address ``planes_ptr``; return the (able, angle, width) device pointers.
+
+        Synchronous: the maps are complete on return and stay valid until the next ``infer``
+        or ``infer_device``; the backend's own input buffer is bound again afterwards.
+        """
+        if self._execution is None:
+            raise InferenceError("the backend is closed; create a new one to run inference")
+        started = time.perf_counter()
+        input_name = self._info.input_name
+        try:
+            self._bind(input_name, int(planes_ptr))
+            self._execute()
+            self._stream.synchronize()
+        except self._driver.Error as error:
+            raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
+                from error
+        finally:
+            self._bind(input_name, self._device_buffers[input_name])
+        self.last_inference_seconds = time.perf_counter() - started
+        able, angle, width = (int(self._device_buffers[name]) for name in self._output_names)
+        return able, angle, width
+
+    def _bind(self, name: str, address: object) -> None:
+        if not self._execution.set_tensor_address(name, int(address)):
+            raise InferenceError(f"TensorRT refused the device address of tensor {name!r}")
+
+    def _execute(self) -> None:
+        if not self._execution.execute_async_v3(self._stream.handle):
+            raise InferenceError(
+                "TensorRT failed to run the engine (execute_async_v3 returned False); see the "
+                "TensorRT log for the reason")
+
+    def close(self) -> None:
+        """Free the buffers and the engine, then pop and release the CUDA context. Safe to call
+        twice; must run on the thread that created the backend."""
+        if self._cuda is None:
+            return
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "close the TensorRT backend on the thread that created it (its CUDA context is "
+                "current there only); the InferenceWorker does this for the node")
+        self._release()
+
+    def _release(self) -> None:
+        """Free what exists, newest first, while the context is still current; then pop it."""
+        for allocation in self._device_buffers.values():
+            allocation.free()
+        self._device_buffers = {}
+        self._host_input, self._host_outputs = None, ()
+        self._stream = None
+        self._execution = None
+        self._engine = None
+        self._runtime = None
+        cuda, self._cuda = self._cuda, None
+        if cuda is not None:
+            cuda.release()
+
+
+def _pycuda_driver() -> ModuleType:
+    try:
+        return import_pycuda_driver()
+    except GpuUnavailableError as error:
+        raise BackendUnavailable(
+            f"the tensorrt backend cannot run here: pycuda does not import "
+            f"({error.__cause__}); pip install pycuda; needs a CUDA GPU") from error
+
+
+def _pushed_context(device: int) -> CudaContext:
+    """The device's primary context, current on this thread; released again if pushing fails."""
+    try:
+        context = CudaContext(device)
+    except GpuUnavailableError as error:
+        raise BackendUnavailable(f"the tensorrt backend needs a CUDA GPU: {error}") from error
+    try:
+        context.push()
+    except BaseException:
+        context.release()
+        raise
+    return context
+
+
+def _engine_tensors(engine, trt: ModuleType, path: pathlib.Path) -> tuple[_Tensor, ...]:
+    """The engine's I/O tensors by name; all must be static float32 (SGDN engines are)."""
+    tensors = []
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        shape = tuple(int(size) for size in engine.get_tensor_shape(name))
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        if dtype != np.float32 or any(size < 0 for size in shape):
+            raise ModelLoadError(
+                f"{path.name}: engine tensor {name!r} is {dtype.name} {shape}; this backend "
+                "feeds and reads static float32 tensors: export the model with a static "
+                "float32 input and outputs")
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        tensors.append(_Tensor(name, is_input, shape, dtype))
+    return tuple(tensors)
+
+
+def _describe_engine(tensors: tuple[_Tensor, ...], path: pathlib.Path) -> ModelInfo:
+    inputs = [tensor for tensor in tensors if tensor.is_input]
+    outputs = [tensor for tensor in tensors if not tensor.is_input]
+    if len(inputs) != 1:
+        raise ModelLoadError(
+            f"{path.name} has {len(inputs)} inputs ({', '.join(t.name for t in inputs)}); an "
+            "SGDN model has one: the image planes")
+    model_input = inputs[0]
+    if len(model_input.shape) != 4 or model_input.shape[:2] != (1, _INPUT_CHANNELS):
+        raise ModelLoadError(
+            f"{path.name}: input {model_input.name!r} has shape {model_input.shape}; expected "
+            "(1, 3, H, W): one image as B, G, R planes")
+    shape_of = {tensor.name: tensor.shape for tensor in outputs}
+    able, angle, width = resolve_output_names(list(shape_of), list(shape_of.values()))
+    return ModelInfo(
+        input_name=model_input.name,
+        input_shape=(1, _INPUT_CHANNELS, model_input.shape[2], model_input.shape[3]),
+        able_name=able,
+        angle_name=angle,
+        width_name=width,
+        num_angle_classes=shape_of[angle][1],
+        width_channels=shape_of[width][1],
+        output_height=shape_of[able][2],
+        output_width=shape_of[able][3],
+    )
