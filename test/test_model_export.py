@@ -15,9 +15,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
-from sgdn_ros.model.export import (
+torch = pytest.importorskip("torch", reason="torch is an optional dependency (the PyTorch side)")
+
+from sgdn_ros.model.export import (  # noqa: E402
     FORMAT_KEY,
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -25,9 +26,9 @@ from sgdn_ros.model.export import (
     check_parity,
     export_onnx,
 )
-from sgdn_ros.model.network import PRESETS, SGDN, SGDNConfig, build_sgdn
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
+from sgdn_ros.model.network import PRESETS, SGDN, SGDNConfig, build_sgdn  # noqa: E402
+from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.scenes import render_tabletop_scene  # noqa: E402
 
 LIGHT = PRESETS["light"]
 MAX_ONNX_MEGABYTES = 10

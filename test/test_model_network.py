@@ -10,16 +10,17 @@ import dataclasses
 import pathlib
 
 import pytest
-import torch
 
-from sgdn_ros.model.checkpoint import (
+torch = pytest.importorskip("torch", reason="torch is an optional dependency (the PyTorch side)")
+
+from sgdn_ros.model.checkpoint import (  # noqa: E402
     CHECKPOINT_FORMAT,
     CheckpointError,
     infer_config,
     load_checkpoint,
     save_checkpoint,
 )
-from sgdn_ros.model.network import (
+from sgdn_ros.model.network import (  # noqa: E402
     PRESETS,
     SGDN,
     ModelConfigError,

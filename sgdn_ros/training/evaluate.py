@@ -15,16 +15,17 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from sgdn_ros.backends import InferenceBackend, ModelLoadError, create_backend
-from sgdn_ros.backends.torch_backend import PRECISIONS, TorchBackend
+from sgdn_ros.backends import PRECISIONS, InferenceBackend, ModelLoadError, create_backend
 from sgdn_ros.decoding import DecodeConfig
 from sgdn_ros.pipeline import GraspDetector
 from sgdn_ros.preprocessing import PreprocessConfig
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.metrics import EvaluationResult, evaluate_top_grasps
+
+if TYPE_CHECKING:
+    from torch import nn
 
 HELD_OUT_SEED_START = 1_000_000
 # The Cornell image-wise metric judges each image's single best grasp: the global maximum of the
@@ -43,11 +44,16 @@ def evaluate_model(backend_or_model: InferenceBackend | nn.Module, *, num_scenes
     """
     if num_scenes < 1:
         raise ValueError(f"num_scenes must be at least 1, got {num_scenes}")
+    if isinstance(backend_or_model, InferenceBackend):
+        return _evaluate_backend(backend_or_model, num_scenes, seed_start, decode_config)
+    # torch only for a network in memory: evaluating an ONNX export needs no PyTorch.
+    from torch import nn
+
+    from sgdn_ros.backends.torch_backend import TorchBackend
+
     if isinstance(backend_or_model, nn.Module):
         with TorchBackend.from_module(copy.deepcopy(backend_or_model)) as backend:
             return _evaluate_backend(backend, num_scenes, seed_start, decode_config)
-    if isinstance(backend_or_model, InferenceBackend):
-        return _evaluate_backend(backend_or_model, num_scenes, seed_start, decode_config)
     raise TypeError(
         f"expected an InferenceBackend or a torch nn.Module, got "
         f"{type(backend_or_model).__name__}")
@@ -71,6 +77,8 @@ def open_model(path: pathlib.Path, *, device: str = "auto",
     PyTorch checkpoint and runs on the torch backend (``device`` and ``precision`` apply)."""
     if path.suffix.lower() == ".onnx":
         return create_backend("onnxruntime", path)
+    from sgdn_ros.backends.torch_backend import TorchBackend
+
     return TorchBackend(path, device=device, precision=precision)
 
 
