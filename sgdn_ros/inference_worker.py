@@ -97,10 +97,6 @@ class InferenceWorker(Generic[Resource, Frame]):
             self._thread.join()
 
     @property
-    def thread_name(self) -> str:
-        return self._thread.name
-
-    @property
     def resource(self) -> Resource:
         """What `load` returned: for reading its description and swapping settings; only the
         worker thread runs it."""

@@ -16,8 +16,6 @@ from sgdn_ros.backends.base import InferenceBackend, ModelOutputs
 from sgdn_ros.decoding import DecodeConfig, Grasp, decode_grasps
 from sgdn_ros.preprocessing import CropGeometry, PreprocessConfig, Preprocessor
 
-STAGES = ("preprocess", "infer", "decode")
-
 
 @dataclass
 class Detection:

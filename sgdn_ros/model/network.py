@@ -33,7 +33,6 @@ from torch import nn
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 OUTPUT_STRIDE = 16
-LOW_LEVEL_STRIDE = 4
 # Output stride 16: no stride in layer4, which dilates instead (DeepLab).
 _LAYER_STRIDES = (1, 2, 2, 1)
 _LAYER_DILATIONS = (1, 1, 1, 2)
