@@ -84,7 +84,7 @@ def measure_stages(frames: int) -> dict[str, Timing]:
     import rclpy
 
     from sgdn_ros.msg import GraspPose, GraspPoseArray
-    from sgdn_ros.ros_messages import grasps_to_array_message
+    from sgdn_ros.ros_messages import publish_grasps
 
     messages = _frames(min(frames, 8))
     rclpy.init()
@@ -108,11 +108,8 @@ def measure_stages(frames: int) -> dict[str, Timing]:
             for stage, seconds in detection.stage_seconds.items():
                 durations[stage].append(seconds)
             started = time.perf_counter()
-            answer = grasps_to_array_message(
-                detection.grasps, message.header, num_classes)
-            if answer.grasps:
-                best_publisher.publish(answer.grasps[0])
-            array_publisher.publish(answer)
+            publish_grasps(best_publisher, array_publisher, detection.grasps, message.header,
+                           num_classes)
             durations["publish"].append(time.perf_counter() - started)
     finally:
         detector.close()

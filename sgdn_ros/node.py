@@ -45,7 +45,7 @@ from sgdn_ros.parameters import (
 )
 from sgdn_ros.pipeline import GraspDetector
 from sgdn_ros.preprocessing import PreprocessConfig, crop_bgr
-from sgdn_ros.ros_messages import bgr_to_image_message, grasps_to_array_message
+from sgdn_ros.ros_messages import bgr_to_image_message, publish_grasps
 from sgdn_ros.stats import DetectorStats
 
 NODE_NAME = "sgdn_detector"
@@ -305,12 +305,8 @@ class GraspDetectorNode(LifecycleNode):
         try:
             detection = detector.detect(bgr)
             header = frame.message.header
-            num_classes = detector.backend.info.num_angle_classes
-            if detection.grasps:
-                best = grasps_to_array_message(detection.grasps[:1], header, num_classes)
-                self._grasp_publisher.publish(best.grasps[0])
-            self._grasps_publisher.publish(
-                grasps_to_array_message(detection.grasps, header, num_classes))
+            publish_grasps(self._grasp_publisher, self._grasps_publisher, detection.grasps,
+                           header, detector.backend.info.num_angle_classes)
             if self._heatmap_wanted():
                 crop, _geometry = crop_bgr(bgr, detector.preprocess_config)
                 heatmap = render_heatmap(

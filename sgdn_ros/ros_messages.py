@@ -40,6 +40,16 @@ def grasps_to_array_message(
     return message
 
 
+def publish_grasps(best_publisher, array_publisher, grasps: Sequence[Grasp], header: Header,
+                   num_angle_classes: int) -> None:
+    """One frame's answer: all grasps on the array topic, the best also on its own topic (when
+    there is one). The messages are built once; the best one is the array's first."""
+    answer = grasps_to_array_message(grasps, header, num_angle_classes)
+    if answer.grasps:
+        best_publisher.publish(answer.grasps[0])
+    array_publisher.publish(answer)
+
+
 def bgr_to_image_message(bgr: np.ndarray, header: Header) -> Image:
     """A bgr8 Image; the pixel bytes go in as one array.array, which rclpy takes without
     checking each element (element-wise filling costs ~1 s for a full-HD frame)."""
