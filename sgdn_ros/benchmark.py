@@ -21,7 +21,7 @@ import numpy as np
 from sgdn_ros.backends import create_backend
 from sgdn_ros.decoding import DecodeConfig, decode_grasps, decode_grasps_full
 from sgdn_ros.default_model import TRAINED_MODEL, synthetic_model_path
-from sgdn_ros.image_conversion import image_message_to_bgr
+from sgdn_ros.image_conversion import raw_image_from_message
 from sgdn_ros.pipeline import GraspDetector
 from sgdn_ros.preprocessing import PreprocessConfig
 from sgdn_ros.scenes import render_tabletop_scene
@@ -98,13 +98,13 @@ def measure_stages(frames: int) -> dict[str, Timing]:
     durations: dict[str, list[float]] = {stage: [] for stage in
                                          ("convert", "preprocess", "infer", "decode", "publish")}
     try:
-        detector.detect(image_message_to_bgr(messages[0]))
+        detector.detect(raw_image_from_message(messages[0]))
         for index in range(frames):
             message = messages[index % len(messages)]
             started = time.perf_counter()
-            bgr = image_message_to_bgr(message)
+            image = raw_image_from_message(message)
             durations["convert"].append(time.perf_counter() - started)
-            detection = detector.detect(bgr)
+            detection = detector.detect(image)
             for stage, seconds in detection.stage_seconds.items():
                 durations[stage].append(seconds)
             started = time.perf_counter()
@@ -125,8 +125,9 @@ def measure_decode() -> tuple[Timing, Timing]:
                              PreprocessConfig(), DecodeConfig())
     with detector.backend:
         image, _objects = render_tabletop_scene(1, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
-        detection = detector.detect(image)
-    outputs, geometry, config = detection.outputs, detection.geometry, DecodeConfig()
+        planes, geometry = detector.preprocessor(image)
+        outputs = detector.backend.infer(planes)
+    config = DecodeConfig()
     fast = _time_each(lambda: decode_grasps(
         outputs.able, outputs.angle, outputs.width, geometry, config), DECODE_REPEATS)
     full = _time_each(lambda: decode_grasps_full(

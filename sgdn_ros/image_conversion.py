@@ -47,13 +47,29 @@ _LAYOUTS = {
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
 
-def image_message_to_bgr(message) -> np.ndarray:
-    """Return an (H, W, 3) uint8 BGR view of a ``sensor_msgs/Image``.
+@dataclass(frozen=True)
+class RawImage:
+    """A raw camera frame whose fields have been checked, with its bytes as received.
 
-    The result may share memory with ``message.data`` and may have negative or zero strides
-    (rgb8 is a reversed view, mono is broadcast); call ``np.ascontiguousarray`` if you need a
-    plain array. 16-bit encodings keep their most significant byte (value >> 8).
+    Both pre-processing paths start here: the CPU path views it as BGR (``raw_image_to_bgr``),
+    the GPU path uploads ``data`` as it is and converts on the device.
     """
+
+    data: np.ndarray  # flat uint8, at least height x step bytes
+    height: int
+    width: int
+    step: int
+    encoding: str
+    is_bigendian: bool = False
+
+    @property
+    def layout(self) -> PixelLayout:
+        return _LAYOUTS[self.encoding]
+
+
+def raw_image_from_message(message) -> RawImage:
+    """Check a ``sensor_msgs/Image`` and view its data without copying; raises
+    ``ImageConversionError`` saying what is wrong with the message and where to fix it."""
     layout = pixel_layout(message.encoding)
     height, width, step = int(message.height), int(message.width), int(message.step)
     bytes_per_pixel = layout.channels * layout.bytes_per_channel
@@ -65,15 +81,43 @@ def image_message_to_bgr(message) -> np.ndarray:
             f"{height} x {step} = {height * step}; the publisher sent an incomplete frame, "
             "check its height, step and data fields"
         )
-    rows = raw[: height * step].reshape(height, step)[:, : width * bytes_per_pixel]
+    return RawImage(raw, height, width, step, str(message.encoding), bool(message.is_bigendian))
+
+
+def bgr_as_raw_image(bgr: np.ndarray) -> RawImage:
+    """A contiguous BGR array (e.g. a decoded compressed image) as a bgr8 ``RawImage``."""
+    problem = bgr_image_problem(bgr)
+    if problem is not None:
+        raise ImageConversionError(f"{problem}; decode or convert the image to bgr8 first")
+    contiguous = np.ascontiguousarray(bgr)
+    height, width = contiguous.shape[:2]
+    return RawImage(contiguous.reshape(-1), height, width, width * 3, "bgr8")
+
+
+def raw_image_to_bgr(image: RawImage) -> np.ndarray:
+    """Return an (H, W, 3) uint8 BGR view of a raw frame.
+
+    The result may share memory with the frame's data and may have negative or zero strides
+    (rgb8 is a reversed view, mono is broadcast); call ``np.ascontiguousarray`` if you need a
+    plain array. 16-bit encodings keep their most significant byte (value >> 8).
+    """
+    layout = image.layout
+    height, width, step = image.height, image.width, image.step
+    bytes_per_pixel = layout.channels * layout.bytes_per_channel
+    rows = image.data[: height * step].reshape(height, step)[:, : width * bytes_per_pixel]
     samples = rows.reshape(height, width, layout.channels, layout.bytes_per_channel)
     # value >> 8 of a 16-bit sample is its most significant byte, so select that byte:
     # the same result as shifting, with no arithmetic and no copy.
-    significant_byte = 0 if message.is_bigendian or layout.bytes_per_channel == 1 else 1
+    significant_byte = 0 if image.is_bigendian or layout.bytes_per_channel == 1 else 1
     bgr = samples[..., significant_byte][..., layout.bgr_channels]
     if layout.channels == 1:
         return np.broadcast_to(bgr, (height, width, 3))
     return bgr
+
+
+def image_message_to_bgr(message) -> np.ndarray:
+    """``raw_image_to_bgr`` of a ``sensor_msgs/Image`` (checked by ``raw_image_from_message``)."""
+    return raw_image_to_bgr(raw_image_from_message(message))
 
 
 def compressed_message_to_bgr(message) -> np.ndarray:

@@ -31,10 +31,15 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from sgdn_ros.backends import BackendOptions, create_backend
-from sgdn_ros.decoding import DecodeConfig, confidence_map
+from sgdn_ros.decoding import DecodeConfig
 from sgdn_ros.default_model import resolve_model_path
 from sgdn_ros.drawing import render_heatmap
-from sgdn_ros.image_conversion import compressed_message_to_bgr, image_message_to_bgr
+from sgdn_ros.image_conversion import (
+    RawImage,
+    compressed_message_to_bgr,
+    raw_image_from_message,
+    raw_image_to_bgr,
+)
 from sgdn_ros.inference_worker import InferenceWorker
 from sgdn_ros.msg import GraspPose, GraspPoseArray
 from sgdn_ros.parameters import (
@@ -43,7 +48,7 @@ from sgdn_ros.parameters import (
     PARAMETERS_BY_NAME,
     ParameterSpec,
 )
-from sgdn_ros.pipeline import GraspDetector
+from sgdn_ros.pipeline import GraspDetector, create_detector
 from sgdn_ros.preprocessing import PreprocessConfig, crop_bgr
 from sgdn_ros.ros_messages import bgr_to_image_message, publish_grasps
 from sgdn_ros.stats import DetectorStats
@@ -205,12 +210,17 @@ class GraspDetectorNode(LifecycleNode):
         decode_config = decode_config_from(values)
         model_path, model_description = resolve_model_path(values["model_path"])
 
+        options = BackendOptions(
+            threads=values["inference_threads"], precision=values["precision"],
+            cuda_graph=values["cuda_graph"], cuda_device=values["cuda_device"],
+            engine_cache_dir=values["engine_cache_dir"], force_rebuild=values["force_rebuild"],
+            workspace_mb=values["engine_workspace_mb"])
+
         def load() -> GraspDetector:
-            backend = create_backend(values["backend"], model_path, BackendOptions(
-                threads=values["inference_threads"], precision=values["precision"],
-                cuda_graph=values["cuda_graph"]))
+            backend = create_backend(values["backend"], model_path, options)
             try:
-                return GraspDetector(backend, preprocess_config, decode_config)
+                return create_detector(backend, preprocess_config, decode_config,
+                                       values["gpu_processing"])
             except Exception:
                 backend.close()
                 raise
@@ -226,7 +236,8 @@ class GraspDetectorNode(LifecycleNode):
             f"loaded {model_description} on {self._backend_name} "
             f"({getattr(self._detector.backend, 'selection_reason', '')}) in "
             f"{time.perf_counter() - started:.2f} s: input {info.input_shape}, "
-            f"{info.num_angle_classes} angle classes, width channels {info.width_channels}")
+            f"{info.num_angle_classes} angle classes, width channels {info.width_channels}; "
+            f"{self._detector.processing_reason}")
 
         self._heatmap_mode = values["heatmap"]
         self._grasp_publisher = self.create_lifecycle_publisher(GraspPose, GRASP_TOPIC, 10)
@@ -294,23 +305,23 @@ class GraspDetectorNode(LifecycleNode):
         """Inference thread: one frame from message to published grasps. Never raises."""
         try:
             if isinstance(frame.message, CompressedImage):
-                bgr = compressed_message_to_bgr(frame.message)
+                image = compressed_message_to_bgr(frame.message)
             else:
-                bgr = image_message_to_bgr(frame.message)
+                image = raw_image_from_message(frame.message)
         except ValueError as error:
             self.stats.count("rejected")
             self.get_logger().warning(
                 f"rejected an image on {IMAGE_TOPIC}: {error}", throttle_duration_sec=THROTTLE_S)
             return
         try:
-            detection = detector.detect(bgr)
+            detection = detector.detect(image)
             header = frame.message.header
             publish_grasps(self._grasp_publisher, self._grasps_publisher, detection.grasps,
                            header, detector.backend.info.num_angle_classes)
             if self._heatmap_wanted():
+                bgr = raw_image_to_bgr(image) if isinstance(image, RawImage) else image
                 crop, _geometry = crop_bgr(bgr, detector.preprocess_config)
-                heatmap = render_heatmap(
-                    crop, confidence_map(detection.outputs.able), detection.grasps)
+                heatmap = render_heatmap(crop, detection.confidence_map(), detection.grasps)
                 self._heatmap_publisher.publish(bgr_to_image_message(heatmap, header))
         except ValueError as error:
             self.stats.count("rejected")

@@ -14,6 +14,7 @@ from typing import Any
 
 from sgdn_ros.backends import BACKEND_CHOICES, PRECISIONS
 from sgdn_ros.decoding import DECODE_MODES
+from sgdn_ros.pipeline import GPU_PROCESSING_CHOICES
 from sgdn_ros.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE, SMALL_IMAGE_POLICIES
 
 ParameterValue = bool | int | float | str | Sequence[float]
@@ -122,6 +123,27 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "cuda_graph", False,
         "torch backend on CUDA: capture the forward pass once and replay it per frame."),
+    ParameterSpec(
+        "gpu_processing", "auto",
+        "Crop, normalisation and grasp decoding on the GPU (needs pycuda and a backend that "
+        "runs in GPU memory: tensorrt, torch on CUDA), so only the grasps come back per frame. "
+        "`auto`: where possible, else on the CPU; `on`: fail configure if not possible; `off`.",
+        choices=GPU_PROCESSING_CHOICES),
+    ParameterSpec(
+        "cuda_device", 0,
+        "Index of the CUDA GPU that the tensorrt and torch backends run on.",
+        minimum=0, maximum=63),
+    ParameterSpec(
+        "engine_cache_dir", "",
+        "TensorRT: folder of cached engine plans; empty: `$XDG_CACHE_HOME/sgdn_ros/engines` "
+        "(`~/.cache/sgdn_ros/engines`)."),
+    ParameterSpec(
+        "force_rebuild", False,
+        "TensorRT: build the engine at configure even when the cached plan matches."),
+    ParameterSpec(
+        "engine_workspace_mb", 1024,
+        "TensorRT: builder workspace limit in MiB (part of the cache key).",
+        minimum=16, maximum=262144),
     ParameterSpec(
         "mean_bgr", list(PUBLISHED_MEAN_BGR),
         "Per-channel mean (B, G, R) subtracted before scaling; the published SGDN values.",

@@ -161,8 +161,10 @@ def test_device_path_gives_the_host_paths_maps(tensorrt_k18, scene_planes):
 
     expected = tensorrt_k18.infer(scene_planes)
     planes_on_gpu = cuda.to_device(np.ascontiguousarray(scene_planes))
+    stream = cuda.Stream()
     try:
-        pointers = tensorrt_k18.infer_device(int(planes_on_gpu))
+        pointers = tensorrt_k18.infer_device(int(planes_on_gpu), stream.handle)
+        stream.synchronize()
         for pointer, want in zip(pointers, (expected.able, expected.angle, expected.width)):
             got = np.empty_like(want)
             cuda.memcpy_dtoh(got, pointer)

@@ -21,6 +21,7 @@ from os import PathLike
 
 from sgdn_ros.backends.base import (
     BackendUnavailable,
+    DeviceMaps,
     InferenceBackend,
     InferenceError,
     ModelInfo,
@@ -31,7 +32,7 @@ from sgdn_ros.backends.base import (
 
 __all__ = [
     "AUTO_ORDER", "BACKEND_CHOICES", "PRECISIONS", "BackendOptions", "BackendUnavailable",
-    "InferenceBackend",
+    "DeviceMaps", "InferenceBackend",
     "InferenceError", "ModelInfo", "ModelLoadError", "ModelOutputs", "create_backend",
     "resolve_output_names",
 ]
@@ -49,6 +50,10 @@ class BackendOptions:
     threads: int = 0             # CPU threads for inference; 0: the runtime decides
     precision: str = "fp32"      # "fp16": TensorRT, torch on CUDA (onnxruntime: an FP16 export)
     cuda_graph: bool = False     # torch on CUDA: replay the forward pass as one CUDA graph
+    cuda_device: int = 0         # the GPU that TensorRT and torch run on
+    engine_cache_dir: str = ""   # TensorRT plans; "": engine_cache.default_cache_dir()
+    force_rebuild: bool = False  # TensorRT: build the plan even when the cached one matches
+    workspace_mb: int = 1024     # TensorRT builder workspace limit
 
 
 def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
@@ -63,10 +68,11 @@ def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) 
 
 
 def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
-    from sgdn_ros.backends.torch_backend import TorchBackend
+    from sgdn_ros.backends.torch_backend import TorchBackend, resolve_torch_device
 
-    return TorchBackend(model_path, precision=options.precision, cuda_graph=options.cuda_graph,
-                        threads=options.threads)
+    device = "cpu" if resolve_torch_device("auto").type == "cpu" else f"cuda:{options.cuda_device}"
+    return TorchBackend(model_path, device=device, precision=options.precision,
+                        cuda_graph=options.cuda_graph, threads=options.threads)
 
 
 def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
@@ -76,7 +82,10 @@ def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> 
             "set cuda_graph false")
     from sgdn_ros.backends.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(model_path, precision=options.precision)
+    return TensorRTBackend(model_path, precision=options.precision,
+                           workspace_mb=options.workspace_mb,
+                           cache_dir=options.engine_cache_dir or None,
+                           force_rebuild=options.force_rebuild, device=options.cuda_device)
 
 
 _BACKEND_OPENERS: dict[str, Callable[[str | PathLike[str], BackendOptions], InferenceBackend]] = {

@@ -11,6 +11,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,16 +59,27 @@ class ModelOutputs:
     width: np.ndarray
 
 
+class DeviceMaps(NamedTuple):
+    """GPU addresses of the three contiguous float32 logit maps of one frame."""
+
+    able: int
+    angle: int
+    width: int
+
+
 class InferenceBackend(abc.ABC):
     """A loaded model. Use as a context manager, or call ``close`` when done.
 
     ``last_inference_seconds`` is the wall time of the latest ``infer`` (None before the first).
     ``selection_reason`` is set by ``create_backend`` to say why this backend was chosen.
+    ``cuda_device`` is the CUDA device whose memory ``infer_device`` works in, or None for a
+    backend that takes and returns host arrays only.
     """
 
     name: str = "abstract"
     selection_reason: str = ""
     last_inference_seconds: float | None = None
+    cuda_device: int | None = None
 
     @property
     @abc.abstractmethod
@@ -77,6 +89,15 @@ class InferenceBackend(abc.ABC):
     @abc.abstractmethod
     def infer(self, planes: np.ndarray) -> ModelOutputs:
         """Run one frame: ``planes`` is float32 with shape ``info.input_shape``."""
+
+    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
+        """Run one frame whose planes are already in GPU memory, so pre- and post-processing
+        can stay on the GPU. Enqueued on the CUDA stream ``stream_handle``: the planes must be
+        written, and the maps are read, in that stream's order. The maps stay valid until the
+        next inference. Only for backends whose ``cuda_device`` is not None.
+        """
+        raise InferenceError(
+            f"{self.name} takes and returns host arrays only; it cannot run on GPU memory")
 
     @abc.abstractmethod
     def close(self) -> None:

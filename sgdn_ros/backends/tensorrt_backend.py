@@ -28,6 +28,7 @@ import numpy as np
 
 from sgdn_ros.backends.base import (
     BackendUnavailable,
+    DeviceMaps,
     InferenceBackend,
     InferenceError,
     ModelInfo,
@@ -84,21 +85,19 @@ class TensorRTBackend(InferenceBackend):
     ``tensorrt-<module>-<precision>``, e.g. ``tensorrt-tensorrt-fp16``. Create, use and
     ``close`` it on one thread (see the module docstring).
 
-    GPU fast path, for a caller that already holds the planes on the device (the GPU
-    preprocessor): ``infer_device(planes_ptr)`` runs the engine on that buffer and returns the
-    device pointers of the able, angle and width maps for ``sgdn_ros.gpu.processing.GpuDecoder``.
-    Write the planes on ``stream`` (or synchronize first) so they are complete when the engine
-    reads them.
+    GPU fast path (``sgdn_ros.gpu.detector``): ``infer_device`` runs the engine on planes the
+    GPU preprocessor wrote and hands the output buffers' addresses to the GPU decoder, so no map
+    crosses to the host.
     """
 
     def __init__(self, model_path: str | PathLike[str], *, precision: str = "fp32",
-                 cache_dir: str | PathLike[str] | None = None, force_rebuild: bool = False,
-                 device: int = 0, logger: Logger = print) -> None:
+                 workspace_mb: int = 1024, cache_dir: str | PathLike[str] | None = None,
+                 force_rebuild: bool = False, device: int = 0, logger: Logger = print) -> None:
         path = pathlib.Path(model_path).expanduser()
         if not path.is_file():
             raise ModelLoadError(
                 f"model file not found: {path}; set the model_path parameter to an ONNX file")
-        settings = EngineSettings(precision=precision)
+        settings = EngineSettings(precision=precision, workspace_mb=workspace_mb)
         self._driver = _pycuda_driver()
         self._thread = threading.get_ident()
         self._stream = None
@@ -106,6 +105,8 @@ class TensorRTBackend(InferenceBackend):
         self._device_buffers: dict[str, object] = {}
         self._host_input: np.ndarray | None = None
         self._host_outputs: tuple[np.ndarray, ...] = ()
+        self._bound_input = 0
+        self.cuda_device = device
         self._cuda: CudaContext | None = _pushed_context(device)
         try:
             self._load(path, settings, cache_dir, force_rebuild, device, logger)
@@ -132,7 +133,8 @@ class TensorRTBackend(InferenceBackend):
         for tensor in tensors:
             nbytes = int(np.prod(tensor.shape)) * tensor.dtype.itemsize
             self._device_buffers[tensor.name] = self._driver.mem_alloc(nbytes)
-            self._bind(tensor.name, self._device_buffers[tensor.name])
+            self._bind(tensor.name, int(self._device_buffers[tensor.name]))
+        self._bound_input = int(self._device_buffers[self._info.input_name])
         info = self._info
         self._host_input = self._driver.pagelocked_empty(info.input_shape, np.float32)
         shapes = {tensor.name: tensor.shape for tensor in tensors}
@@ -145,11 +147,6 @@ class TensorRTBackend(InferenceBackend):
         return self._info
 
     @property
-    def stream(self):
-        """The pycuda stream the engine runs on; share it to order GPU work before inference."""
-        return self._stream
-
-    @property
     def _output_names(self) -> tuple[str, str, str]:
         return self._info.able_name, self._info.angle_name, self._info.width_name
 
@@ -159,11 +156,11 @@ class TensorRTBackend(InferenceBackend):
         self._check_planes(planes, closed=self._execution is None)
         started = time.perf_counter()
         driver = self._driver
+        input_buffer = self._device_buffers[self._info.input_name]
         try:
             np.copyto(self._host_input, planes)
-            driver.memcpy_htod_async(self._device_buffers[self._info.input_name],
-                                     self._host_input, self._stream)
-            self._execute()
+            driver.memcpy_htod_async(input_buffer, self._host_input, self._stream)
+            self._execute(int(input_buffer), self._stream.handle)
             for host, name in zip(self._host_outputs, self._output_names):
                 driver.memcpy_dtoh_async(host, self._device_buffers[name], self._stream)
             self._stream.synchronize()
@@ -173,36 +170,34 @@ class TensorRTBackend(InferenceBackend):
         self.last_inference_seconds = time.perf_counter() - started
         return ModelOutputs(*(host.copy() for host in self._host_outputs))
 
-    def infer_device(self, planes_ptr: int) -> tuple[int, int, int]:
-        """Run the engine on float32 planes already on the GPU (``info.input_shape``, C order)
-        at device address ``planes_ptr``; return the (able, angle, width) device pointers.
+    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
+        """Enqueue the engine on ``stream_handle`` reading the planes at ``planes_ptr``; the
+        maps are the engine's own output buffers (see ``InferenceBackend.infer_device``).
 
-        Synchronous: the maps are complete on return and stay valid until the next ``infer``
-        or ``infer_device``; the backend's own input buffer is bound again afterwards.
+        ``last_inference_seconds`` is the time to enqueue, not to run: only the caller knows
+        when it synchronizes.
         """
         if self._execution is None:
             raise InferenceError("the backend is closed; create a new one to run inference")
         started = time.perf_counter()
-        input_name = self._info.input_name
         try:
-            self._bind(input_name, int(planes_ptr))
-            self._execute()
-            self._stream.synchronize()
+            self._execute(int(planes_ptr), int(stream_handle))
         except self._driver.Error as error:
             raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
                 from error
-        finally:
-            self._bind(input_name, self._device_buffers[input_name])
         self.last_inference_seconds = time.perf_counter() - started
-        able, angle, width = (int(self._device_buffers[name]) for name in self._output_names)
-        return able, angle, width
+        return DeviceMaps(*(int(self._device_buffers[name]) for name in self._output_names))
 
-    def _bind(self, name: str, address: object) -> None:
-        if not self._execution.set_tensor_address(name, int(address)):
+    def _bind(self, name: str, address: int) -> None:
+        if not self._execution.set_tensor_address(name, address):
             raise InferenceError(f"TensorRT refused the device address of tensor {name!r}")
 
-    def _execute(self) -> None:
-        if not self._execution.execute_async_v3(self._stream.handle):
+    def _execute(self, input_address: int, stream_handle: int) -> None:
+        """Bind the input (only when its address changed) and enqueue the engine."""
+        if input_address != self._bound_input:
+            self._bind(self._info.input_name, input_address)
+            self._bound_input = input_address
+        if not self._execution.execute_async_v3(stream_handle):
             raise InferenceError(
                 "TensorRT failed to run the engine (execute_async_v3 returned False); see the "
                 "TensorRT log for the reason")

@@ -21,6 +21,7 @@ from torch import nn
 
 from sgdn_ros.backends.base import (
     PUBLISHED_OUTPUT_NAMES,
+    DeviceMaps,
     InferenceBackend,
     InferenceError,
     ModelInfo,
@@ -110,6 +111,10 @@ class TorchBackend(InferenceBackend):
             input_shape, dtype=torch.float32, pin_memory=device.type == "cuda")
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_outputs: DeviceOutputs | None = None
+        self._device_outputs: DeviceOutputs | None = None
+        if device.type == "cuda":
+            self.cuda_device = device.index if device.index is not None \
+                else torch.cuda.current_device()
         with torch.no_grad():
             shapes = [tuple(output.shape) for output in self._forward(self._static_input)]
         if cuda_graph:
@@ -185,16 +190,47 @@ class TorchBackend(InferenceBackend):
         self.last_inference_seconds = time.perf_counter() - started
         return ModelOutputs(*(output.numpy() for output in outputs))
 
+    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
+        """Run on planes in GPU memory, on the caller's CUDA stream (``ExternalStream``), so the
+        GPU pre- and post-processing and the network share one stream in order. The maps are
+        this backend's output tensors, kept alive until the next inference.
+
+        ``last_inference_seconds`` is the time to enqueue, not to run (see the TensorRT backend).
+        """
+        if self.cuda_device is None:
+            return super().infer_device(planes_ptr, stream_handle)
+        if self._model is None:
+            raise InferenceError("the backend is closed; create a new one to run inference")
+        started = time.perf_counter()
+        stream = torch.cuda.ExternalStream(int(stream_handle), device=self.device)
+        with torch.cuda.stream(stream):
+            planes = torch.as_tensor(_CudaArrayView(int(planes_ptr), self._info.input_shape),
+                                     device=self.device)
+            self._static_input.copy_(planes)
+            self._device_outputs = self.forward_on_device(self._static_input)
+        self.last_inference_seconds = time.perf_counter() - started
+        return DeviceMaps(*(output.data_ptr() for output in self._device_outputs))
+
     def close(self) -> None:
         if self._model is None:
             return
         self._graph = None
         self._graph_outputs = None
+        self._device_outputs = None
         self._static_input = None
         self._host_input = None
         self._model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class _CudaArrayView:
+    """Float32 C-order memory at a raw device address, as PyTorch can wrap without a copy
+    (the CUDA Array Interface, version 2: no stream, the caller orders the work)."""
+
+    def __init__(self, pointer: int, shape: tuple[int, ...]) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": "<f4", "data": (pointer, False), "version": 2}
 
 
 def _checked_target(device: str, precision: str, cuda_graph: bool) -> torch.device:

@@ -265,6 +265,7 @@ class GpuPreprocessor:
         self._kernel = self._module.get_function("preprocess_planes")
         self._kernel.prepare("PP" + "i" * 11 + "f" * 4)
         self._staging = _PinnedBuffer(driver, np.uint8)
+        self._planes_staging = _PinnedBuffer(driver, np.float32)
         self._raw = _DeviceBuffer(driver, stream)
         self._planes = driver.mem_alloc(3 * input_height * input_width * 4)
         self._staging_free = driver.Event()
@@ -309,6 +310,23 @@ class GpuPreprocessor:
             *(np.float32(value) for value in mean), np.float32(self.config.scale))
         return self._planes
 
+    def upload_planes(self, planes: np.ndarray) -> DeviceAllocation:
+        """Copy planes the CPU preprocessed (cases the kernel does not handle: 16-bit
+        encodings, the resize policy) into the same buffer ``upload_and_preprocess`` fills."""
+        shape = (1, 3, self.config.input_height, self.config.input_width)
+        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
+                or planes.shape != shape:
+            raise GpuProcessingError(
+                f"planes must be a float32 array of shape {shape}, got "
+                f"{getattr(planes, 'dtype', type(planes).__name__)} "
+                f"{getattr(planes, 'shape', '')}")
+        self._staging_free.synchronize()
+        staging = self._planes_staging.at_least(planes.size)
+        np.copyto(staging, planes.reshape(-1))
+        self._driver.memcpy_htod_async(self._planes, staging, self._stream)
+        self._staging_free.record(self._stream)
+        return self._planes
+
     def geometry_for(self, height: int, width: int, small_image_policy: str = "pad"
                      ) -> CropGeometry:
         """Where the network input lies in an image of this size (as the CPU path places it)."""
@@ -344,6 +362,7 @@ class GpuPreprocessor:
             return
         self._staging_free.synchronize()
         self._staging.free()
+        self._planes_staging.free()
         self._raw.free()
         self._planes.free()
         self._planes = self._module = self._kernel = self._staging_free = self._stream = None
