@@ -12,9 +12,13 @@ import pytest
 from sgdn_ros.image_conversion import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
+    RawImage,
+    bgr_as_raw_image,
     bgr_to_image_fields,
     compressed_message_to_bgr,
     image_message_to_bgr,
+    raw_image_from_message,
+    raw_image_to_bgr,
 )
 
 HEIGHT, WIDTH = 7, 11
@@ -298,3 +302,77 @@ def test_image_fields_of_a_strided_view_are_packed_rows(bgr: np.ndarray) -> None
 def test_image_fields_reject_arrays_that_are_not_bgr(array_: np.ndarray) -> None:
     with pytest.raises(ImageConversionError):
         bgr_to_image_fields(array_)
+
+
+@pytest.mark.parametrize("container", [bytearray, lambda raw: array.array("B", raw),
+                                       lambda raw: np.frombuffer(bytearray(raw), np.uint8)])
+def test_raw_image_is_a_zero_copy_view_of_the_message_data(container, bgr: np.ndarray) -> None:
+    message = raw_message(bgr[..., ::-1], "rgb8", big_endian=True, row_padding=3)
+    message.data = container(bytes(message.data))
+    raw = raw_image_from_message(message)
+    assert isinstance(raw, RawImage)
+    assert (raw.height, raw.width, raw.step, raw.encoding, raw.is_bigendian) == (
+        HEIGHT, WIDTH, WIDTH * 3 + 3, "rgb8", True)
+    assert raw.data.dtype == np.uint8 and raw.data.ndim == 1
+    message_bytes = np.frombuffer(message.data, dtype=np.uint8)
+    assert np.shares_memory(raw.data, message_bytes)
+    assert raw.data.size == message_bytes.size
+    np.testing.assert_array_equal(raw_image_to_bgr(raw), bgr)
+
+
+def bad_messages() -> dict[str, ImageMessage]:
+    """Messages each broken in one field, as publishers get them wrong."""
+    good = bytes(HEIGHT * WIDTH * 3)
+    return {
+        "truncated": ImageMessage(HEIGHT, WIDTH, "bgr8", 0, WIDTH * 3, good[:-1]),
+        "zero height": ImageMessage(0, WIDTH, "bgr8", 0, WIDTH * 3, b""),
+        "zero width": ImageMessage(HEIGHT, 0, "bgr8", 0, 0, b""),
+        "step too small": ImageMessage(HEIGHT, WIDTH, "bgr8", 0, WIDTH * 3 - 1, good),
+        "unknown encoding": ImageMessage(HEIGHT, WIDTH, "yuv422", 0, WIDTH * 2, good),
+    }
+
+
+EXPECTED_PROBLEM = {
+    "truncated": f"truncated: {HEIGHT * WIDTH * 3 - 1} bytes, but height x step",
+    "zero height": "no pixels (height 0",
+    "zero width": "no pixels (height 7, width 0)",
+    "step too small": f"step {WIDTH * 3 - 1} is smaller than width x bytes per pixel",
+    "unknown encoding": "unsupported image encoding 'yuv422'; supported: bgr8",
+}
+
+
+@pytest.mark.parametrize("problem", sorted(EXPECTED_PROBLEM))
+def test_raw_image_rejects_what_image_message_to_bgr_rejects(problem: str) -> None:
+    message = bad_messages()[problem]
+    with pytest.raises(ImageConversionError) as from_raw:
+        raw_image_from_message(message)
+    with pytest.raises(ImageConversionError) as from_bgr:
+        image_message_to_bgr(message)
+    assert str(from_raw.value) == str(from_bgr.value)
+    assert EXPECTED_PROBLEM[problem] in str(from_raw.value)
+
+
+@pytest.mark.parametrize("view", ["contiguous", "reversed", "cropped"])
+def test_bgr_as_raw_image_round_trips(view: str, bgr: np.ndarray) -> None:
+    image = {"contiguous": bgr, "reversed": bgr[..., ::-1], "cropped": bgr[1:-2, 3:]}[view]
+    raw = bgr_as_raw_image(image)
+    height, width = image.shape[:2]
+    assert (raw.height, raw.width, raw.step, raw.encoding, raw.is_bigendian) == (
+        height, width, width * 3, "bgr8", False)
+    assert raw.data.size == height * width * 3
+    np.testing.assert_array_equal(raw_image_to_bgr(raw), image)
+    # Only an array that is not already packed rows is copied.
+    assert np.shares_memory(raw.data, bgr) == (view == "contiguous")
+
+
+@pytest.mark.parametrize("image", [np.zeros((HEIGHT, WIDTH, 3), np.float32),
+                                   np.zeros((HEIGHT, WIDTH), np.uint8),
+                                   np.zeros((HEIGHT, WIDTH, 4), np.uint8)],
+                         ids=["float32", "2-D", "4 channels"])
+def test_bgr_as_raw_image_refuses_what_is_not_bgr8(image: np.ndarray) -> None:
+    with pytest.raises(ImageConversionError) as raised:
+        bgr_as_raw_image(image)
+    message = str(raised.value)
+    assert "expected an (H, W, 3) uint8 BGR image" in message
+    assert f"shape {image.shape} dtype {image.dtype}" in message
+    assert "convert the image to bgr8" in message

@@ -235,6 +235,21 @@ def test_missing_model_fails_configure_with_the_node_still_usable(rig_factory, m
     configure_and_activate(rig)
 
 
+def test_gpu_processing_on_fails_configure_on_a_host_only_backend_until_set_to_auto(
+        rig_factory, capfd):
+    rig = rig_factory(backend="onnxruntime", gpu_processing="on")
+    assert rig.detector.trigger_configure() == TransitionCallbackReturn.FAILURE
+    log = capfd.readouterr().err
+    assert "configure failed: gpu_processing is 'on' but the onnxruntime" in log, log
+    assert "set gpu_processing to 'auto' or 'off'" in log, log
+    assert rig.detector.set_parameters([Parameter("gpu_processing", value="auto")])[0].successful
+    configure_and_activate(rig)
+    assert "CPU pre- and post-processing" in capfd.readouterr().err
+    message = rig.image_message(scene_image())
+    rig.image_publisher.publish(message)
+    assert rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
+
+
 def test_compressed_images(rig_factory):
     rig = rig_factory(image_transport="compressed")
     camera = rig.peer.create_publisher(CompressedImage, "image_raw/compressed", CAMERA_QOS)

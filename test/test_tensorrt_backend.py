@@ -172,3 +172,30 @@ def test_device_path_gives_the_host_paths_maps(tensorrt_k18, scene_planes):
     finally:
         planes_on_gpu.free()
     np.testing.assert_array_equal(tensorrt_k18.infer(scene_planes).able, expected.able)
+
+
+def test_engine_options_are_accepted_and_the_refusal_stays_clean(model_k18, tmp_path,
+                                                                 tensorrt_unavailable):
+    cache = tmp_path / "engines"
+    options = BackendOptions(engine_cache_dir=str(cache), force_rebuild=True, workspace_mb=256,
+                             cuda_device=0)
+    with pytest.raises(BackendUnavailable) as raised:
+        create_backend("tensorrt", model_k18, options)
+    assert str(raised.value).startswith("the tensorrt backend")
+    if "pycuda does not import" in tensorrt_unavailable:
+        # Refused before any engine work: same reason as with the defaults, no cache written.
+        assert str(raised.value) == tensorrt_unavailable
+        assert not cache.exists()
+    with create_backend("auto", model_k18, options) as backend:
+        assert isinstance(backend, OnnxRuntimeBackend)
+        assert "after skipping tensorrt (" in backend.selection_reason
+
+
+@pytest.mark.parametrize("kind", ["tensorrt", "auto"])
+def test_a_zero_workspace_is_refused_before_looking_for_a_gpu(model_k18, kind):
+    """EngineSettings checks the workspace before pycuda is imported, so the option is
+    reported on every machine, and auto does not skip over it to onnxruntime."""
+    with pytest.raises(ValueError, match=r"^workspace_mb must be a positive integer, got 0$") \
+            as raised:
+        create_backend(kind, model_k18, BackendOptions(workspace_mb=0))
+    assert not isinstance(raised.value, ModelLoadError)
