@@ -91,6 +91,7 @@ def bgr_as_raw_image(bgr: np.ndarray) -> RawImage:
         raise ImageConversionError(f"{problem}; decode or convert the image to bgr8 first")
     contiguous = np.ascontiguousarray(bgr)
     height, width = contiguous.shape[:2]
+    _check_geometry(height, width, width * 3, 3, "bgr8")
     return RawImage(contiguous.reshape(-1), height, width, width * 3, "bgr8")
 
 

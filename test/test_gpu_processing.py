@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from sgdn_ros.decoding import DecodeConfig, confidence_map, decode_grasps
+from sgdn_ros.gpu.benchmark import benchmark_gpu_vs_cpu
 from sgdn_ros.gpu.cuda_context import CudaContext
 from sgdn_ros.gpu.processing import (
     GpuDecoder,
     GpuPreprocessor,
     UnsupportedOnGpuError,
-    benchmark_gpu_vs_cpu,
     decode_on_gpu,
 )
 from sgdn_ros.image_conversion import image_message_to_bgr

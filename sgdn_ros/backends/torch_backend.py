@@ -230,7 +230,8 @@ class _CudaArrayView:
 
     def __init__(self, pointer: int, shape: tuple[int, ...]) -> None:
         self.__cuda_array_interface__ = {
-            "shape": tuple(shape), "typestr": "<f4", "data": (pointer, False), "version": 2}
+            "shape": tuple(shape), "typestr": "<f4", "data": (pointer, False), "strides": None,
+            "version": 2}
 
 
 def _checked_target(device: str, precision: str, cuda_graph: bool) -> torch.device:

@@ -12,8 +12,6 @@ processors on the inference thread with its ``CudaContext`` pushed, and ``close`
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +19,6 @@ import numpy as np
 from sgdn_ros.decoding import (
     DecodeConfig,
     Grasp,
-    decode_grasps,
     find_peaks,
     grasps_at_pixels,
     logit,
@@ -29,14 +26,13 @@ from sgdn_ros.decoding import (
     suppress_close_peaks,
     threshold_in,
 )
-from sgdn_ros.gpu.cuda_context import CudaContext, import_pycuda_driver
+from sgdn_ros.gpu.cuda_context import import_pycuda_driver
 from sgdn_ros.image_conversion import pixel_layout
 from sgdn_ros.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
     CropGeometry,
     PreprocessConfig,
-    Preprocessor,
     crop_geometry,
 )
 
@@ -545,94 +541,3 @@ def decode_on_gpu(decoder: GpuDecoder, able_ptr: object, angle_ptr: object, widt
     crop_widths = sigmoid64(width_logits) * config.max_width_px
     return grasps_at_pixels(rows, cols, classes, sigmoid64(able_logits), crop_widths,
                    decoder.num_angle_classes, geometry, config)
-
-
-def benchmark_gpu_vs_cpu(repeats: int = 50) -> list[str]:
-    """Time GPU preprocess + decode against the CPU path on one 640x480 bgr8 frame, K = 120.
-
-    The CPU path decodes host copies of the maps, so the copy of the 1 + 2K maps it needs
-    after inference on the GPU is timed as its own row. Returns markdown table lines.
-    """
-    from sgdn_ros.scenes import render_tabletop_scene
-
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise GpuProcessingError(f"repeats must be a positive integer, got {repeats!r}")
-    context = CudaContext()
-    context.push()
-    try:
-        return _benchmark(context.device_name, repeats, render_tabletop_scene(0)[0])
-    finally:
-        context.pop()
-        context.release()
-
-
-def _benchmark(device_name: str, repeats: int, frame: np.ndarray) -> list[str]:
-    driver = import_pycuda_driver()
-    classes, size = 120, 320
-    rng = np.random.default_rng(0)
-    host_maps = [rng.normal(-1.0, 2.0, (1, channels, size, size)).astype(np.float32)
-                 for channels in (1, classes, classes)]
-    device_maps = [driver.to_device(maps) for maps in host_maps]
-    pinned_maps = [driver.pagelocked_empty(maps.shape, np.float32) for maps in host_maps]
-    stream = driver.Stream()
-    preprocessor = GpuPreprocessor(stream)
-    decoder = GpuDecoder(stream, size, size, classes, classes)
-    config = DecodeConfig()
-    height, width = frame.shape[:2]
-    geometry = preprocessor.geometry_for(height, width)
-    cpu_preprocessor = Preprocessor(PreprocessConfig())
-    raw = frame.reshape(-1)
-
-    def gpu_preprocess() -> None:
-        preprocessor.upload_and_preprocess(raw, height, width, width * 3, "bgr8", geometry)
-        stream.synchronize()
-
-    def copy_maps() -> None:
-        for pinned, device in zip(pinned_maps, device_maps):
-            driver.memcpy_dtoh_async(pinned, device, stream)
-        stream.synchronize()
-
-    try:
-        gpu_grasps = decode_on_gpu(decoder, *device_maps, geometry, config)
-        cpu_grasps = decode_grasps(*host_maps, geometry, config)
-        agree = [(g.crop_row, g.crop_col, g.angle_class) for g in gpu_grasps] == [
-            (g.crop_row, g.crop_col, g.angle_class) for g in cpu_grasps]
-        timings = {
-            "gpu_pre": _median_ms(gpu_preprocess, repeats),
-            "cpu_pre": _median_ms(lambda: cpu_preprocessor(frame), repeats),
-            "gpu_dec": _median_ms(lambda: decoder.decode(*device_maps, config), repeats),
-            "cpu_dec": _median_ms(lambda: decode_grasps(*host_maps, geometry, config), repeats),
-            "copy": _median_ms(copy_maps, repeats),
-        }
-        gpu_bytes = decoder.bytes_copied_device_to_host()
-        map_bytes = sum(maps.nbytes for maps in host_maps)
-    finally:
-        preprocessor.close()
-        decoder.close()
-        for pinned, device in zip(pinned_maps, device_maps):
-            pinned.base.free()
-            device.free()
-    gpu_total = timings["gpu_pre"] + timings["gpu_dec"]
-    cpu_total = timings["cpu_pre"] + timings["copy"] + timings["cpu_dec"]
-    return [
-        f"GPU: {device_name}; 640x480 bgr8 frame, K = {classes}, width channels = {classes}, "
-        f"{config.mode} mode, median of {repeats}; same grasps: {'yes' if agree else 'NO'}",
-        "",
-        "| step | GPU path (ms) | CPU path (ms) |",
-        "|---|---|---|",
-        f"| preprocess | {timings['gpu_pre']:.3f} | {timings['cpu_pre']:.3f} |",
-        f"| copy output maps to host | 0 | {timings['copy']:.3f} |",
-        f"| decode | {timings['gpu_dec']:.3f} | {timings['cpu_dec']:.3f} |",
-        f"| total | {gpu_total:.3f} | {cpu_total:.3f} |",
-        f"| bytes copied GPU -> host per frame | {gpu_bytes} | {map_bytes} |",
-    ]
-
-
-def _median_ms(work, repeats: int) -> float:
-    work()  # warm-up: first-call allocations and lazy loading stay out of the timing
-    durations = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        durations.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(durations)

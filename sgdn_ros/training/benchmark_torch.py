@@ -45,7 +45,7 @@ def benchmark_torch_variants(preset: str = "resnet101", num_angle_classes: int =
     config = preset_config(preset, num_angle_classes)
     device = torch.device("cuda")
     torch.manual_seed(0)
-    model = _with_calibrated_batch_norm(build_sgdn(config).to(device))
+    model = calibrate_batch_norm(build_sgdn(config).to(device))
     planes = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 3, 320, 320)).astype(np.float32)
     lines = [
         f"GPU: {torch.cuda.get_device_name(device)}; torch {torch.__version__}, CUDA "
@@ -77,7 +77,7 @@ def benchmark_torch_variants(preset: str = "resnet101", num_angle_classes: int =
     return lines
 
 
-def _with_calibrated_batch_norm(model: nn.Module) -> nn.Module:
+def calibrate_batch_norm(model: nn.Module) -> nn.Module:
     """Give batch norm the statistics of its own activations on random images.
 
     A freshly initialised deep ResNet with unit running variances grows its activations layer

@@ -1,0 +1,321 @@
+"""The GPU detector (raw bytes -> GPU preprocessing -> backend in GPU memory -> GPU decoding)
+must give the CPU detector's grasps, frame after frame, on the inference thread.
+
+The backend is PyTorch on CUDA: TensorRT cannot execute engines on the machines this project
+runs on (see the README), and the detector drives both through the same ``infer_device``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_gpu_processing import GPU_MISSING, TO_ENCODING, _assert_same_grasps, _image_message
+
+from sgdn_ros.decoding import DecodeConfig
+from sgdn_ros.image_conversion import raw_image_from_message
+from sgdn_ros.preprocessing import PreprocessConfig
+from sgdn_ros.scenes import render_tabletop_scene
+
+
+def _torch_cuda_missing() -> str | None:
+    if GPU_MISSING is not None:
+        return GPU_MISSING
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (the GPU detector is tested around the torch backend)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "this PyTorch sees no CUDA GPU"
+    return None
+
+
+MISSING = _torch_cuda_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN_STEPS = 500
+
+
+@pytest.fixture(scope="module")
+def trained_light(tmp_path_factory) -> pathlib.Path:
+    """A light SGDN trained briefly on the GPU: real peaks on real scenes, in seconds."""
+    from sgdn_ros.training.train import TrainConfig, train
+
+    output = tmp_path_factory.mktemp("trained_light")
+    train(TrainConfig(preset="light", steps=TRAIN_STEPS, batch_size=32, workers=12,
+                      device="cuda", log_every=100, checkpoint_every=TRAIN_STEPS), output,
+          command="test_gpu_detector")
+    return output / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def resnet_k120(tmp_path_factory) -> pathlib.Path:
+    """The published architecture (ResNet-101, K = 120, 120 width channels), random weights."""
+    import torch
+
+    from sgdn_ros.model.checkpoint import save_checkpoint
+    from sgdn_ros.model.network import build_sgdn
+    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm
+    from sgdn_ros.training.train import preset_config
+
+    torch.manual_seed(0)
+    config = preset_config("resnet101", 120)
+    model = calibrate_batch_norm(build_sgdn(config).to("cuda")).cpu()
+    path = tmp_path_factory.mktemp("resnet") / "resnet101_k120.pt"
+    save_checkpoint(path, model, config)
+    return path
+
+
+def _torch_backend(checkpoint: pathlib.Path, **options):
+    from sgdn_ros.backends.torch_backend import TorchBackend
+
+    return TorchBackend(checkpoint, device="cuda", **options)
+
+
+def _detectors(backend, preprocess_config: PreprocessConfig | None = None):
+    """(CPU detector, GPU detector) sharing one backend; close the GPU one (it closes both)."""
+    from sgdn_ros.gpu.detector import GpuGraspDetector
+    from sgdn_ros.pipeline import GraspDetector
+
+    preprocess_config = preprocess_config or PreprocessConfig()
+    return (GraspDetector(backend, preprocess_config, DecodeConfig()),
+            GpuGraspDetector(backend, preprocess_config, DecodeConfig()))
+
+
+def _frames(encoding: str, row_padding: int, count: int = 4):
+    for seed in range(count):
+        image, _ = render_tabletop_scene(100 + seed, 480, 640, num_objects=1 + seed % 3)
+        yield raw_image_from_message(_image_message(image, encoding, row_padding))
+
+
+@pytest.mark.parametrize("encoding", sorted(TO_ENCODING))
+@pytest.mark.parametrize("row_padding", [0, 5])
+def test_trained_model_same_grasps_as_the_cpu_detector(trained_light, encoding, row_padding):
+    cpu, gpu = _detectors(_torch_backend(trained_light))
+    try:
+        found = 0
+        for frame in _frames(encoding, row_padding):
+            expected = cpu.detect(frame)
+            got = gpu.detect(frame)
+            assert got.geometry == expected.geometry
+            _assert_same_grasps(got.grasps, expected.grasps)
+            found += len(expected.grasps)
+        assert found > 0, "the briefly trained model found no grasp: nothing was compared"
+    finally:
+        gpu.close()
+
+
+@pytest.mark.parametrize("mode", ["peaks", "max"])
+def test_published_architecture_k120_same_grasps(resnet_k120, mode):
+    """Random weights: the threshold is set where some 100 pixels of the frame pass it."""
+    cpu, gpu = _detectors(_torch_backend(resnet_k120, precision="fp16", cuda_graph=True))
+    try:
+        frames = list(_frames("bgr8", 0, count=3))
+        threshold = float(np.quantile(cpu.detect(frames[0]).confidence_map(), 0.999))
+        cpu.decode_config = gpu.decode_config = DecodeConfig(
+            mode=mode, confidence_threshold=threshold)
+        for frame in frames:
+            expected = cpu.detect(frame)
+            got = gpu.detect(frame)
+            assert expected.grasps, "no grasp above the quantile threshold"
+            _assert_same_grasps(got.grasps, expected.grasps)
+            assert gpu.bytes_copied_device_to_host() < 10_000
+    finally:
+        gpu.close()
+
+
+def test_heatmap_comes_back_only_when_asked_and_equals_the_cpu_map(trained_light):
+    cpu, gpu = _detectors(_torch_backend(trained_light))
+    try:
+        frame = next(_frames("rgb8", 3))
+        expected = cpu.detect(frame).confidence_map()
+        detection = gpu.detect(frame)
+        assert gpu.bytes_copied_device_to_host() < 10_000  # grasps only, no map
+        heatmap = detection.confidence_map()
+        assert heatmap.shape == expected.shape == (320, 320)
+        np.testing.assert_allclose(heatmap, expected, rtol=0, atol=1e-6)
+    finally:
+        gpu.close()
+
+
+def test_frames_the_kernel_does_not_convert_still_decode_on_the_gpu(trained_light):
+    """A decoded compressed image (BGR array), a 16-bit frame and the resize policy are
+    preprocessed on the CPU, then uploaded: the same grasps as the CPU detector."""
+    image, _ = render_tabletop_scene(7, 480, 640, num_objects=2)
+    wide = image.astype(np.uint16) * 257
+    bgr16 = SimpleNamespace(height=480, width=640, step=640 * 6, encoding="bgr16",
+                            is_bigendian=0, data=wide.reshape(-1).view(np.uint8))
+    small, _ = render_tabletop_scene(8, 240, 300, num_objects=1)
+    cases = [
+        (PreprocessConfig(), image),
+        (PreprocessConfig(), raw_image_from_message(bgr16)),
+        (PreprocessConfig(small_image_policy="resize"), small),
+    ]
+    for preprocess_config, frame in cases:
+        cpu, gpu = _detectors(_torch_backend(trained_light), preprocess_config)
+        try:
+            expected = cpu.detect(frame)
+            got = gpu.detect(frame)
+            assert got.geometry == expected.geometry
+            _assert_same_grasps(got.grasps, expected.grasps)
+        finally:
+            gpu.close()
+
+
+def test_create_detector_picks_the_gpu_for_torch_on_cuda(trained_light):
+    from sgdn_ros.backends import BackendOptions, create_backend
+    from sgdn_ros.pipeline import create_detector
+
+    backend = create_backend("auto", trained_light, BackendOptions(cuda_device=0))
+    assert backend.cuda_device == 0 and backend.name.startswith("torch-cuda")
+    detector = create_detector(backend, PreprocessConfig(), DecodeConfig(), "auto")
+    try:
+        assert detector.processing == "gpu"
+        assert "CUDA device 0" in detector.processing_reason
+    finally:
+        detector.close()
+    backend = create_backend("torch", trained_light)
+    detector = create_detector(backend, PreprocessConfig(), DecodeConfig(), "off")
+    try:
+        assert detector.processing == "cpu" and "off" in detector.processing_reason
+    finally:
+        detector.close()
+
+
+def test_decode_settings_change_between_frames(trained_light):
+    cpu, gpu = _detectors(_torch_backend(trained_light))
+    try:
+        frame = next(_frames("bgr8", 0))
+        for config in (DecodeConfig(mode="max"), DecodeConfig(max_grasps=2, min_distance=30),
+                       DecodeConfig(confidence_threshold=1.0)):
+            cpu.decode_config = gpu.decode_config = config
+            _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)
+    finally:
+        gpu.close()
+
+
+def _current_context():
+    import pycuda.driver as driver
+
+    return driver.Context.get_current()
+
+
+def run_on_inference_worker(checkpoint: str, cycles: int) -> list[int]:
+    """The node's arrangement: load, detect and close on the worker thread, frames submitted
+    from this thread; returns the grasp count of each cycle's frames."""
+    frames = list(_frames("bgra8", 2, count=3))
+    return [_worker_cycle(checkpoint, frames) for _ in range(cycles)]
+
+
+def _worker_cycle(checkpoint: str, frames: list) -> int:
+    from sgdn_ros.backends import create_backend
+    from sgdn_ros.inference_worker import InferenceWorker
+    from sgdn_ros.pipeline import GraspDetector, create_detector
+
+    counts: list[int] = []
+    done = threading.Semaphore(0)
+
+    def load() -> GraspDetector:
+        detector = create_detector(create_backend("torch", checkpoint), PreprocessConfig(),
+                                   DecodeConfig(), "on")
+        assert _current_context() is not None
+        return detector
+
+    def handle(detector: GraspDetector, frame) -> None:
+        counts.append(len(detector.detect(frame).grasps))
+        done.release()
+
+    worker = InferenceWorker(load, handle, GraspDetector.close)
+    worker.start()
+    try:
+        assert worker.resource.processing == "gpu"
+        for frame in frames:
+            worker.submit(frame)
+            assert done.acquire(timeout=60), "the inference thread did not answer"
+    finally:
+        worker.stop()
+    return sum(counts)
+
+
+def test_start_stop_cycles_on_the_inference_worker(trained_light):
+    counts = run_on_inference_worker(str(trained_light), cycles=3)
+    assert len(set(counts)) == 1 and counts[0] > 0
+
+
+def test_closing_on_another_thread_is_refused_then_works_on_its_own(trained_light):
+    cpu, gpu = _detectors(_torch_backend(trained_light))
+    errors: list[BaseException] = []
+
+    def close_elsewhere() -> None:
+        try:
+            gpu.close()
+        except RuntimeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=close_elsewhere)
+    thread.start()
+    thread.join()
+    assert errors and "thread that created it" in str(errors[0])
+    frame = next(_frames("bgr8", 0))
+    _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)  # still usable
+    gpu.close()
+    gpu.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        gpu.detect(frame)
+
+
+def _run_python(script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter: pycuda reports a context left pushed only at
+    exit, and a process that never imported torch shows whether pycuda alone left one current."""
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "test"), os.environ.get("PYTHONPATH")])))
+    finished = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment,
+                              capture_output=True, text=True, timeout=600)
+    assert "context stack was not empty" not in finished.stderr
+    assert "PyCUDA WARNING" not in finished.stderr
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished
+
+
+def test_process_exits_cleanly_after_worker_cycles(trained_light):
+    _run_python(
+        "import sys, test_gpu_detector as t; "
+        f"counts = t.run_on_inference_worker({str(trained_light)!r}, 2); "
+        "sys.exit(0 if counts[0] > 0 and counts[0] == counts[1] else 3)")
+
+
+def test_tensorrt_refusal_on_the_gpu_machine_leaves_no_context_current(tmp_path):
+    """Where TensorRT cannot run (not installed, or TensorRT-RTX on an H100) the backend has
+    already pushed the context when it finds out; it must pop it before raising."""
+    finished = _run_python(
+        "import sys\n"
+        "import pycuda.driver as driver\n"
+        "from sgdn_ros.backends import BackendUnavailable\n"
+        "from sgdn_ros.backends.tensorrt_backend import TensorRTBackend\n"
+        "from sgdn_ros.default_model import TRAINED_MODEL\n"
+        "try:\n"
+        f"    TensorRTBackend(TRAINED_MODEL, cache_dir={str(tmp_path)!r})\n"
+        "except BackendUnavailable as error:\n"
+        "    print(error)\n"
+        "    sys.exit(0 if driver.Context.get_current() is None else 4)\n"
+        "sys.exit(5)\n")
+    assert "cannot run here" in finished.stdout
+
+
+def test_benchmark_reports_both_paths(trained_light):
+    from sgdn_ros.gpu.benchmark import benchmark_detectors
+
+    lines = benchmark_detectors(repeats=3, models=(("light", 18),))
+    rows = [line for line in lines if line.startswith("| light")]
+    assert len(rows) == 2 and all(row.rstrip().endswith("| yes |") for row in rows)
+    cpu_bytes = int(rows[0].split("|")[8].strip().replace(",", ""))
+    gpu_bytes = int(rows[1].split("|")[8].strip().replace(",", ""))
+    assert cpu_bytes == 4 * 320 * 320 * (1 + 18 + 1) and 0 < gpu_bytes < 10_000
