@@ -83,6 +83,12 @@ def _descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return descriptor
 
 
+def _close_detector(detector: GraspDetector) -> None:
+    """The worker's close callback; the detector's own ``close`` (a GPU detector's frees its
+    buffers and pops its CUDA context, on the inference thread)."""
+    detector.close()
+
+
 def decode_config_from(values: dict[str, Any]) -> DecodeConfig:
     return DecodeConfig(
         mode=values["decode_mode"],
@@ -227,7 +233,7 @@ class GraspDetectorNode(LifecycleNode):
 
         started = time.perf_counter()
         self.stats = DetectorStats()
-        self._worker = InferenceWorker(load, self._process, GraspDetector.close)
+        self._worker = InferenceWorker(load, self._process, _close_detector)
         self._worker.start()
         self._detector = self._worker.resource
         info = self._detector.backend.info

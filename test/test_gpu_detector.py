@@ -20,8 +20,8 @@ import pytest
 from test_gpu_processing import GPU_MISSING, TO_ENCODING, _assert_same_grasps, _image_message
 
 from sgdn_ros.decoding import DecodeConfig
-from sgdn_ros.image_conversion import raw_image_from_message
-from sgdn_ros.preprocessing import PreprocessConfig
+from sgdn_ros.image_conversion import raw_image_from_message, raw_image_to_bgr
+from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.scenes import render_tabletop_scene
 
 
@@ -58,17 +58,21 @@ def trained_light(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def resnet_k120(tmp_path_factory) -> pathlib.Path:
-    """The published architecture (ResNet-101, K = 120, 120 width channels), random weights."""
+    """The published architecture (ResNet-101, K = 120, 120 width channels), random weights
+    whose able logits are spread so that a threshold can select a few grasps."""
     import torch
 
     from sgdn_ros.model.checkpoint import save_checkpoint
     from sgdn_ros.model.network import build_sgdn
-    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm
+    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm, spread_able_logits
     from sgdn_ros.training.train import preset_config
 
     torch.manual_seed(0)
     config = preset_config("resnet101", 120)
-    model = calibrate_batch_norm(build_sgdn(config).to("cuda")).cpu()
+    planes = np.concatenate([Preprocessor(PreprocessConfig())(raw_image_to_bgr(frame))[0]
+                             for frame in _frames("bgr8", 0, count=3)])
+    model = calibrate_batch_norm(build_sgdn(config).to("cuda"))
+    model = spread_able_logits(model, planes).cpu()
     path = tmp_path_factory.mktemp("resnet") / "resnet101_k120.pt"
     save_checkpoint(path, model, config)
     return path
@@ -118,11 +122,10 @@ def test_published_architecture_k120_same_grasps(resnet_k120, mode):
     """Random weights: the threshold is set where some 100 pixels of the frame pass it."""
     cpu, gpu = _detectors(_torch_backend(resnet_k120, precision="fp16", cuda_graph=True))
     try:
-        frames = list(_frames("bgr8", 0, count=3))
-        threshold = float(np.quantile(cpu.detect(frames[0]).confidence_map(), 0.999))
-        cpu.decode_config = gpu.decode_config = DecodeConfig(
-            mode=mode, confidence_threshold=threshold)
-        for frame in frames:
+        for frame in _frames("bgr8", 0, count=3):
+            threshold = float(np.quantile(cpu.detect(frame).confidence_map(), 0.999))
+            cpu.decode_config = gpu.decode_config = DecodeConfig(
+                mode=mode, confidence_threshold=threshold)
             expected = cpu.detect(frame)
             got = gpu.detect(frame)
             assert expected.grasps, "no grasp above the quantile threshold"
@@ -233,7 +236,7 @@ def _worker_cycle(checkpoint: str, frames: list) -> int:
         counts.append(len(detector.detect(frame).grasps))
         done.release()
 
-    worker = InferenceWorker(load, handle, GraspDetector.close)
+    worker = InferenceWorker(load, handle, lambda detector: detector.close())
     worker.start()
     try:
         assert worker.resource.processing == "gpu"

@@ -151,6 +151,6 @@ def test_auto_runs_a_checkpoint_with_torch(tmp_path):
     path = tmp_path / "light.pt"
     save_checkpoint(path, build_sgdn(PRESETS["light"]), PRESETS["light"])
     with create_backend("auto", path) as backend:
-        assert backend.name == "torch-cpu-fp32"
+        assert backend.name == f"torch-{'cuda' if torch.cuda.is_available() else 'cpu'}-fp32"
         assert "auto chose torch for this checkpoint" in backend.selection_reason
         assert backend.info.num_angle_classes == PRESETS["light"].num_angle_classes

@@ -126,10 +126,11 @@ def _median_ms(work, repeats: int) -> float:
 def benchmark_detectors(repeats: int = 50,
                         models: tuple[tuple[str, int], ...] = DETECTOR_MODELS) -> list[str]:
     """Whole frames through the CPU and the GPU detector around one PyTorch CUDA backend per
-    model (FP16, CUDA graph; random weights with calibrated batch norm). Markdown lines.
+    model (FP16, CUDA graph; random weights, batch norm calibrated and able logits rescaled).
+    Markdown lines.
 
     Random weights give no meaningful confidences, so each model's threshold is set at the
-    99.9th percentile of its confidence map on the frame: about 100 candidate pixels, as a
+    99.9th percentile of its confidence map on the frame: about 100 pixels pass it, as a
     cluttered scene gives a trained model.
     """
     import torch
@@ -140,7 +141,7 @@ def benchmark_detectors(repeats: int = 50,
     from sgdn_ros.model.network import build_sgdn
     from sgdn_ros.pipeline import GraspDetector
     from sgdn_ros.scenes import render_tabletop_scene
-    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm
+    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm, spread_able_logits
     from sgdn_ros.training.train import preset_config
 
     _check_repeats(repeats)
@@ -148,6 +149,7 @@ def benchmark_detectors(repeats: int = 50,
         raise GpuProcessingError("benchmark_detectors needs PyTorch with a CUDA GPU")
     bgr, _objects = render_tabletop_scene(0, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
     frame = bgr_as_raw_image(bgr)
+    planes, _geometry = Preprocessor(PreprocessConfig())(bgr)
     lines = [
         f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}, {_pycuda_version()}; "
         f"one {FRAME_WIDTH}x{FRAME_HEIGHT} bgr8 frame as raw bytes; torch backend FP16 + CUDA "
@@ -161,7 +163,7 @@ def benchmark_detectors(repeats: int = 50,
     for preset, classes in models:
         torch.manual_seed(0)
         config = preset_config(preset, classes)
-        model = calibrate_batch_norm(build_sgdn(config).to("cuda"))
+        model = spread_able_logits(calibrate_batch_norm(build_sgdn(config).to("cuda")), planes)
         backend = TorchBackend.from_module(model, config, device="cuda", precision="fp16",
                                            cuda_graph=True)
         cpu = GraspDetector(backend, PreprocessConfig(), DecodeConfig())

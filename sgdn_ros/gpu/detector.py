@@ -46,6 +46,7 @@ class GpuGraspDetector(GraspDetector):
         self._context: CudaContext | None = CudaContext(backend.cuda_device)
         self._gpu_preprocessor: GpuPreprocessor | None = None
         self._decoder: GpuDecoder | None = None
+        self._stream = None
         try:
             self._context.push()
             self._start_processing()
@@ -120,7 +121,9 @@ class GpuGraspDetector(GraspDetector):
         for processor in (self._gpu_preprocessor, self._decoder):
             if processor is not None:
                 processor.close()
-        self._gpu_preprocessor = self._decoder = None
+        # The stream must be destroyed here, with the context current on this thread; left to
+        # the garbage collector on another thread it can abort the process.
+        self._gpu_preprocessor = self._decoder = self._stream = None
         context, self._context = self._context, None
         if context is not None:
             context.release()

@@ -361,7 +361,10 @@ class GpuPreprocessor:
         self._planes_staging.free()
         self._raw.free()
         self._planes.free()
+        # Drop every pycuda object now, while the context is current on this thread: one
+        # destroyed later by the garbage collector, on another thread, can abort the process.
         self._planes = self._module = self._kernel = self._staging_free = self._stream = None
+        self._raw = None
 
 
 class GpuDecoder:
@@ -514,8 +517,10 @@ class GpuDecoder:
         for allocation in (self._count, self._candidates, self._confidences):
             allocation.free()
         self._host_count.base.free()
+        # As in GpuPreprocessor.close: no pycuda object may outlive the context's pop.
         self._module = self._local_maxima = self._global_max = None
         self._read_channels = self._sigmoid = self._stream = None
+        self._pixels = self._results = None
 
 
 def _suppress_greedy(candidates: np.ndarray, width: int, config: DecodeConfig
