@@ -20,7 +20,6 @@ import pathlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from os import PathLike
 from types import ModuleType
 
@@ -36,6 +35,7 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
+from sgdn_ros.backends.tensor_buffers import TensorBuffers, TensorSpec
 from sgdn_ros.backends.tensorrt_engine import (
     CachedEngine,
     EngineSettings,
@@ -48,16 +48,6 @@ from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_p
 
 Logger = Callable[[str], None]
 _INPUT_CHANNELS = 3
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    """One engine I/O tensor as read from the engine."""
-
-    name: str
-    is_input: bool
-    shape: tuple[int, ...]
-    dtype: np.dtype
 
 
 def load_engine(onnx_path: str | PathLike[str], settings: EngineSettings,
@@ -102,9 +92,7 @@ class TensorRTBackend(InferenceBackend):
         self._thread = threading.get_ident()
         self._stream = None
         self._execution = self._engine = self._runtime = None
-        self._device_buffers: dict[str, object] = {}
-        self._host_input: np.ndarray | None = None
-        self._host_outputs: tuple[np.ndarray, ...] = ()
+        self._buffers: TensorBuffers | None = None
         self._bound_input = 0
         self.cuda_device = device
         self._cuda: CudaContext | None = _pushed_context(device)
@@ -130,17 +118,10 @@ class TensorRTBackend(InferenceBackend):
                 f"{self._cuda.device_name}: the GPU is out of memory or not supported by this "
                 f"TensorRT flavour (TensorRT-RTX needs an RTX GPU); see the TensorRT log above")
         self._stream = self._driver.Stream()
+        self._buffers = TensorBuffers(self._driver, tensors, self._stream, self._output_names)
         for tensor in tensors:
-            nbytes = int(np.prod(tensor.shape)) * tensor.dtype.itemsize
-            self._device_buffers[tensor.name] = self._driver.mem_alloc(nbytes)
-            self._bind(tensor.name, int(self._device_buffers[tensor.name]))
-        self._bound_input = int(self._device_buffers[self._info.input_name])
-        info = self._info
-        self._host_input = self._driver.pagelocked_empty(info.input_shape, np.float32)
-        shapes = {tensor.name: tensor.shape for tensor in tensors}
-        self._host_outputs = tuple(
-            self._driver.pagelocked_empty(shapes[name], np.float32)
-            for name in self._output_names)
+            self._bind(tensor.name, self._buffers.address(tensor.name))
+        self._bound_input = self._buffers.address(self._info.input_name)
 
     @property
     def info(self) -> ModelInfo:
@@ -155,20 +136,16 @@ class TensorRTBackend(InferenceBackend):
         reused on the next frame)."""
         self._check_planes(planes, closed=self._execution is None)
         started = time.perf_counter()
-        driver = self._driver
-        input_buffer = self._device_buffers[self._info.input_name]
+        input_name = self._info.input_name
         try:
-            np.copyto(self._host_input, planes)
-            driver.memcpy_htod_async(input_buffer, self._host_input, self._stream)
-            self._execute(int(input_buffer), self._stream.handle)
-            for host, name in zip(self._host_outputs, self._output_names):
-                driver.memcpy_dtoh_async(host, self._device_buffers[name], self._stream)
-            self._stream.synchronize()
-        except driver.Error as error:
+            self._buffers.upload(input_name, planes)
+            self._execute(self._buffers.address(input_name), self._stream.handle)
+            able, angle, width = self._buffers.download(self._output_names)
+        except self._driver.Error as error:
             raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
                 from error
         self.last_inference_seconds = time.perf_counter() - started
-        return ModelOutputs(*(host.copy() for host in self._host_outputs))
+        return ModelOutputs(able, angle, width)
 
     def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
         """Enqueue the engine on ``stream_handle`` reading the planes at ``planes_ptr``; the
@@ -186,7 +163,7 @@ class TensorRTBackend(InferenceBackend):
             raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
                 from error
         self.last_inference_seconds = time.perf_counter() - started
-        return DeviceMaps(*(int(self._device_buffers[name]) for name in self._output_names))
+        return DeviceMaps(*(self._buffers.address(name) for name in self._output_names))
 
     def _bind(self, name: str, address: int) -> None:
         if not self._execution.set_tensor_address(name, address):
@@ -215,10 +192,9 @@ class TensorRTBackend(InferenceBackend):
 
     def _release(self) -> None:
         """Free what exists, newest first, while the context is still current; then pop it."""
-        for allocation in self._device_buffers.values():
-            allocation.free()
-        self._device_buffers = {}
-        self._host_input, self._host_outputs = None, ()
+        if self._buffers is not None:
+            self._buffers.free()
+        self._buffers = None
         self._stream = None
         self._execution = None
         self._engine = None
@@ -251,7 +227,7 @@ def _pushed_context(device: int) -> CudaContext:
     return context
 
 
-def _engine_tensors(engine, trt: ModuleType, path: pathlib.Path) -> tuple[_Tensor, ...]:
+def _engine_tensors(engine, trt: ModuleType, path: pathlib.Path) -> tuple[TensorSpec, ...]:
     """The engine's I/O tensors by name; all must be static float32 (SGDN engines are)."""
     tensors = []
     for index in range(engine.num_io_tensors):
@@ -264,11 +240,11 @@ def _engine_tensors(engine, trt: ModuleType, path: pathlib.Path) -> tuple[_Tenso
                 "feeds and reads static float32 tensors: export the model with a static "
                 "float32 input and outputs")
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        tensors.append(_Tensor(name, is_input, shape, dtype))
+        tensors.append(TensorSpec(name, is_input, shape, dtype))
     return tuple(tensors)
 
 
-def _describe_engine(tensors: tuple[_Tensor, ...], path: pathlib.Path) -> ModelInfo:
+def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> ModelInfo:
     inputs = [tensor for tensor in tensors if tensor.is_input]
     outputs = [tensor for tensor in tensors if not tensor.is_input]
     if len(inputs) != 1:
