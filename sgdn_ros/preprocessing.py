@@ -152,6 +152,16 @@ class Preprocessor:
         return planes, geometry
 
 
+def planes_problem(planes: object, expected_shape: tuple[int, ...]) -> str | None:
+    """What keeps ``planes`` from being the network input (float32, ``expected_shape``), or
+    None; each consumer adds its own advice."""
+    if isinstance(planes, np.ndarray) and planes.dtype == np.float32 \
+            and planes.shape == tuple(expected_shape):
+        return None
+    return (f"planes must be a float32 array of shape {tuple(expected_shape)}, got "
+            f"{getattr(planes, 'dtype', type(planes).__name__)} {getattr(planes, 'shape', '')}")
+
+
 def write_sample_txt(crop: np.ndarray, path: str | PathLike[str]) -> None:
     """Write a crop in the published C++ sample's text format.
 

@@ -7,17 +7,21 @@ runs on (see the README), and the detector drives both through the same ``infer_
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
 import pathlib
-import subprocess
-import sys
 import threading
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from test_gpu_processing import GPU_MISSING, TO_ENCODING, _assert_same_grasps, _image_message
+from test_gpu_processing import (
+    GPU_MISSING,
+    TO_ENCODING,
+    _assert_same_grasps,
+    _image_message,
+    run_python_cleanly,
+)
 
 from sgdn_ros.decoding import DecodeConfig
 from sgdn_ros.image_conversion import raw_image_from_message, raw_image_to_bgr
@@ -40,7 +44,6 @@ def _torch_cuda_missing() -> str | None:
 MISSING = _torch_cuda_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN_STEPS = 500
 
 
@@ -84,14 +87,18 @@ def _torch_backend(checkpoint: pathlib.Path, **options):
     return TorchBackend(checkpoint, device="cuda", **options)
 
 
+@contextlib.contextmanager
 def _detectors(backend, preprocess_config: PreprocessConfig | None = None):
-    """(CPU detector, GPU detector) sharing one backend; close the GPU one (it closes both)."""
+    """(CPU detector, GPU detector) sharing one backend; both closed on the way out."""
     from sgdn_ros.gpu.detector import GpuGraspDetector
     from sgdn_ros.pipeline import GraspDetector
 
     preprocess_config = preprocess_config or PreprocessConfig()
-    return (GraspDetector(backend, preprocess_config, DecodeConfig()),
-            GpuGraspDetector(backend, preprocess_config, DecodeConfig()))
+    gpu = GpuGraspDetector(backend, preprocess_config, DecodeConfig())
+    try:
+        yield GraspDetector(backend, preprocess_config, DecodeConfig()), gpu
+    finally:
+        gpu.close()  # closes the shared backend too
 
 
 def _frames(encoding: str, row_padding: int, count: int = 4):
@@ -103,8 +110,7 @@ def _frames(encoding: str, row_padding: int, count: int = 4):
 @pytest.mark.parametrize("encoding", sorted(TO_ENCODING))
 @pytest.mark.parametrize("row_padding", [0, 5])
 def test_trained_model_same_grasps_as_the_cpu_detector(trained_light, encoding, row_padding):
-    cpu, gpu = _detectors(_torch_backend(trained_light))
-    try:
+    with _detectors(_torch_backend(trained_light)) as (cpu, gpu):
         found = 0
         for frame in _frames(encoding, row_padding):
             expected = cpu.detect(frame)
@@ -113,15 +119,12 @@ def test_trained_model_same_grasps_as_the_cpu_detector(trained_light, encoding, 
             _assert_same_grasps(got.grasps, expected.grasps)
             found += len(expected.grasps)
         assert found > 0, "the briefly trained model found no grasp: nothing was compared"
-    finally:
-        gpu.close()
 
 
 @pytest.mark.parametrize("mode", ["peaks", "max"])
 def test_published_architecture_k120_same_grasps(resnet_k120, mode):
     """Random weights: the threshold is set where some 100 pixels of the frame pass it."""
-    cpu, gpu = _detectors(_torch_backend(resnet_k120, precision="fp16", cuda_graph=True))
-    try:
+    with _detectors(_torch_backend(resnet_k120, precision="fp16", cuda_graph=True)) as (cpu, gpu):
         for frame in _frames("bgr8", 0, count=3):
             threshold = float(np.quantile(cpu.detect(frame).confidence_map(), 0.999))
             cpu.decode_config = gpu.decode_config = DecodeConfig(
@@ -131,13 +134,10 @@ def test_published_architecture_k120_same_grasps(resnet_k120, mode):
             assert expected.grasps, "no grasp above the quantile threshold"
             _assert_same_grasps(got.grasps, expected.grasps)
             assert gpu.bytes_copied_device_to_host() < 10_000
-    finally:
-        gpu.close()
 
 
 def test_heatmap_comes_back_only_when_asked_and_equals_the_cpu_map(trained_light):
-    cpu, gpu = _detectors(_torch_backend(trained_light))
-    try:
+    with _detectors(_torch_backend(trained_light)) as (cpu, gpu):
         frame = next(_frames("rgb8", 3))
         expected = cpu.detect(frame).confidence_map()
         detection = gpu.detect(frame)
@@ -145,8 +145,6 @@ def test_heatmap_comes_back_only_when_asked_and_equals_the_cpu_map(trained_light
         heatmap = detection.confidence_map()
         assert heatmap.shape == expected.shape == (320, 320)
         np.testing.assert_allclose(heatmap, expected, rtol=0, atol=1e-6)
-    finally:
-        gpu.close()
 
 
 def test_frames_the_kernel_does_not_convert_still_decode_on_the_gpu(trained_light):
@@ -163,14 +161,11 @@ def test_frames_the_kernel_does_not_convert_still_decode_on_the_gpu(trained_ligh
         (PreprocessConfig(small_image_policy="resize"), small),
     ]
     for preprocess_config, frame in cases:
-        cpu, gpu = _detectors(_torch_backend(trained_light), preprocess_config)
-        try:
+        with _detectors(_torch_backend(trained_light), preprocess_config) as (cpu, gpu):
             expected = cpu.detect(frame)
             got = gpu.detect(frame)
             assert got.geometry == expected.geometry
             _assert_same_grasps(got.grasps, expected.grasps)
-        finally:
-            gpu.close()
 
 
 def test_create_detector_picks_the_gpu_for_torch_on_cuda(trained_light):
@@ -194,15 +189,12 @@ def test_create_detector_picks_the_gpu_for_torch_on_cuda(trained_light):
 
 
 def test_decode_settings_change_between_frames(trained_light):
-    cpu, gpu = _detectors(_torch_backend(trained_light))
-    try:
+    with _detectors(_torch_backend(trained_light)) as (cpu, gpu):
         frame = next(_frames("bgr8", 0))
         for config in (DecodeConfig(mode="max"), DecodeConfig(max_grasps=2, min_distance=30),
                        DecodeConfig(confidence_threshold=1.0)):
             cpu.decode_config = gpu.decode_config = config
             _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)
-    finally:
-        gpu.close()
 
 
 def _current_context():
@@ -254,42 +246,29 @@ def test_start_stop_cycles_on_the_inference_worker(trained_light):
 
 
 def test_closing_on_another_thread_is_refused_then_works_on_its_own(trained_light):
-    cpu, gpu = _detectors(_torch_backend(trained_light))
     errors: list[BaseException] = []
+    with _detectors(_torch_backend(trained_light)) as (cpu, gpu):
 
-    def close_elsewhere() -> None:
-        try:
-            gpu.close()
-        except RuntimeError as error:
-            errors.append(error)
+        def close_elsewhere() -> None:
+            try:
+                gpu.close()
+            except RuntimeError as error:
+                errors.append(error)
 
-    thread = threading.Thread(target=close_elsewhere)
-    thread.start()
-    thread.join()
-    assert errors and "thread that created it" in str(errors[0])
-    frame = next(_frames("bgr8", 0))
-    _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)  # still usable
-    gpu.close()
-    gpu.close()  # twice is fine
+        thread = threading.Thread(target=close_elsewhere)
+        thread.start()
+        thread.join()
+        assert errors and "thread that created it" in str(errors[0])
+        frame = next(_frames("bgr8", 0))
+        _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)  # still usable
+        gpu.close()
+    gpu.close()  # closing again (the context manager did too) is fine
     with pytest.raises(RuntimeError, match="closed"):
         gpu.detect(frame)
 
 
-def _run_python(script: str) -> subprocess.CompletedProcess:
-    """Run ``script`` in a fresh interpreter: pycuda reports a context left pushed only at
-    exit, and a process that never imported torch shows whether pycuda alone left one current."""
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "test"), os.environ.get("PYTHONPATH")])))
-    finished = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment,
-                              capture_output=True, text=True, timeout=600)
-    assert "context stack was not empty" not in finished.stderr
-    assert "PyCUDA WARNING" not in finished.stderr
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    return finished
-
-
 def test_process_exits_cleanly_after_worker_cycles(trained_light):
-    _run_python(
+    run_python_cleanly(
         "import sys, test_gpu_detector as t; "
         f"counts = t.run_on_inference_worker({str(trained_light)!r}, 2); "
         "sys.exit(0 if counts[0] > 0 and counts[0] == counts[1] else 3)")
@@ -298,7 +277,7 @@ def test_process_exits_cleanly_after_worker_cycles(trained_light):
 def test_tensorrt_refusal_on_the_gpu_machine_leaves_no_context_current(tmp_path):
     """Where TensorRT cannot run (not installed, or TensorRT-RTX on an H100) the backend has
     already pushed the context when it finds out; it must pop it before raising."""
-    finished = _run_python(
+    finished = run_python_cleanly(
         "import sys\n"
         "import pycuda.driver as driver\n"
         "from sgdn_ros.backends import BackendUnavailable\n"

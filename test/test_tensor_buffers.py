@@ -8,18 +8,12 @@ outputs, release on the inference thread.
 
 from __future__ import annotations
 
-import os
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from test_gpu_processing import GPU_MISSING
+from test_gpu_processing import GPU_MISSING, run_python_cleanly
 
 from sgdn_ros.backends.tensor_buffers import TensorBuffers, TensorSpec
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 needs_gpu = pytest.mark.skipif(GPU_MISSING is not None, reason=GPU_MISSING or "")
 OUTPUTS = ("output_able", "output_angle", "output_width")
 
@@ -127,11 +121,4 @@ def test_worker_thread_cycles_exit_cleanly():
               "    thread = threading.Thread(target=run, args=(seed,))\n"
               "    thread.start(); thread.join()\n"
               "raise SystemExit(0 if results == [True] * 3 else 3)\n")
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "test"), os.environ.get("PYTHONPATH")])))
-    finished = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment,
-                              capture_output=True, text=True, timeout=300)
-    assert "context stack was not empty" not in finished.stderr
-    assert "PyCUDA WARNING" not in finished.stderr
-    assert "could not be cleaned up" not in finished.stderr
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    run_python_cleanly(script)

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sgdn_ros.preprocessing import planes_problem
+
 PUBLISHED_OUTPUT_NAMES: tuple[str, str, str] = ("output_able", "output_angle", "output_width")
 
 
@@ -107,13 +109,9 @@ class InferenceBackend(abc.ABC):
         """The checks every backend's ``infer`` starts with, so they fail alike."""
         if closed:
             raise InferenceError("the backend is closed; create a new one to run inference")
-        expected = self.info.input_shape
-        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
-                or planes.shape != expected:
-            raise ValueError(
-                f"planes must be a float32 array of shape {expected}, got "
-                f"{getattr(planes, 'dtype', type(planes).__name__)} "
-                f"{getattr(planes, 'shape', '')}; build them with sgdn_ros.preprocessing")
+        problem = planes_problem(planes, self.info.input_shape)
+        if problem is not None:
+            raise ValueError(f"{problem}; build them with sgdn_ros.preprocessing")
 
     def __enter__(self) -> InferenceBackend:
         return self

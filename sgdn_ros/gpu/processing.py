@@ -34,6 +34,7 @@ from sgdn_ros.preprocessing import (
     CropGeometry,
     PreprocessConfig,
     crop_geometry,
+    planes_problem,
 )
 
 if TYPE_CHECKING:
@@ -309,13 +310,10 @@ class GpuPreprocessor:
     def upload_planes(self, planes: np.ndarray) -> DeviceAllocation:
         """Copy planes the CPU preprocessed (cases the kernel does not handle: 16-bit
         encodings, the resize policy) into the same buffer ``upload_and_preprocess`` fills."""
-        shape = (1, 3, self.config.input_height, self.config.input_width)
-        if not isinstance(planes, np.ndarray) or planes.dtype != np.float32 \
-                or planes.shape != shape:
-            raise GpuProcessingError(
-                f"planes must be a float32 array of shape {shape}, got "
-                f"{getattr(planes, 'dtype', type(planes).__name__)} "
-                f"{getattr(planes, 'shape', '')}")
+        problem = planes_problem(
+            planes, (1, 3, self.config.input_height, self.config.input_width))
+        if problem is not None:
+            raise GpuProcessingError(problem)
         self._staging_free.synchronize()
         staging = self._planes_staging.at_least(planes.size)
         np.copyto(staging, planes.reshape(-1))
