@@ -237,7 +237,8 @@ def _report(machine, frames, stages, non_inference, fast, full, paced, flood) ->
         "on ONNX Runtime, CPU; the decode comparison uses the synthetic test model, which has the "
         "published K = 120. Frames: 640x480 bgr8 tabletop scenes. These machines are shared and "
         "noisy: compare ratios from one run, not times across runs. GPU figures (PyTorch on an "
-        "H100): [performance-gpu.md](performance-gpu.md).",
+        "H100, GPU pre- and post-processing on an H200): [performance-gpu.md]"
+        "(performance-gpu.md).",
         "",
         "## Pipeline stages (per frame, inference thread)",
         "",
