@@ -23,7 +23,7 @@ from sgdn_ros.decoding import DecodeConfig, decode_grasps, decode_grasps_full
 from sgdn_ros.default_model import TRAINED_MODEL, synthetic_model_path
 from sgdn_ros.image_conversion import raw_image_from_message
 from sgdn_ros.pipeline import GraspDetector
-from sgdn_ros.preprocessing import PreprocessConfig
+from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.scenes import render_tabletop_scene
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640
@@ -121,12 +121,10 @@ def measure_stages(frames: int) -> dict[str, Timing]:
 def measure_decode() -> tuple[Timing, Timing]:
     """Our decode and the full-map decode on the same K = 120 outputs of a real frame (the
     synthetic test model has the published K = 120; the trained default has K = 18)."""
-    detector = GraspDetector(create_backend("onnxruntime", synthetic_model_path()),
-                             PreprocessConfig(), DecodeConfig())
-    with detector.backend:
-        image, _objects = render_tabletop_scene(1, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
-        planes, geometry = detector.preprocessor(image)
-        outputs = detector.backend.infer(planes)
+    image, _objects = render_tabletop_scene(1, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
+    planes, geometry = Preprocessor(PreprocessConfig())(image)
+    with create_backend("onnxruntime", synthetic_model_path()) as backend:
+        outputs = backend.infer(planes)
     config = DecodeConfig()
     fast = _time_each(lambda: decode_grasps(
         outputs.able, outputs.angle, outputs.width, geometry, config), DECODE_REPEATS)

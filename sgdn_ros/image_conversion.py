@@ -49,10 +49,12 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
 @dataclass(frozen=True)
 class RawImage:
-    """A raw camera frame whose fields have been checked, with its bytes as received.
+    """A raw camera frame with its bytes as received, checked when it is made.
 
     Both pre-processing paths start here: the CPU path views it as BGR (``raw_image_to_bgr``),
-    the GPU path uploads ``data`` as it is and converts on the device.
+    the GPU path uploads ``data`` as it is and converts on the device. Making one raises
+    ``ImageConversionError`` saying what is wrong (encoding, size, step, data) and where to
+    fix it; ``data`` becomes a flat uint8 view of the buffer, no copy.
     """
 
     data: np.ndarray  # flat uint8, at least height x step bytes
@@ -62,26 +64,28 @@ class RawImage:
     encoding: str
     is_bigendian: bool = False
 
+    def __post_init__(self) -> None:
+        layout = pixel_layout(self.encoding)
+        _check_geometry(self.height, self.width, self.step,
+                        layout.channels * layout.bytes_per_channel, self.encoding)
+        raw = _as_byte_array(self.data)
+        if raw.size < self.height * self.step:
+            raise ImageConversionError(
+                f"image message data is truncated: {raw.size} bytes, but height x step = "
+                f"{self.height} x {self.step} = {self.height * self.step}; the publisher sent "
+                "an incomplete frame, check its height, step and data fields"
+            )
+        object.__setattr__(self, "data", raw)
+
     @property
     def layout(self) -> PixelLayout:
         return _LAYOUTS[self.encoding]
 
 
 def raw_image_from_message(message) -> RawImage:
-    """Check a ``sensor_msgs/Image`` and view its data without copying; raises
-    ``ImageConversionError`` saying what is wrong with the message and where to fix it."""
-    layout = pixel_layout(message.encoding)
-    height, width, step = int(message.height), int(message.width), int(message.step)
-    bytes_per_pixel = layout.channels * layout.bytes_per_channel
-    _check_geometry(height, width, step, bytes_per_pixel, message.encoding)
-    raw = _as_byte_array(message.data)
-    if raw.size < height * step:
-        raise ImageConversionError(
-            f"image message data is truncated: {raw.size} bytes, but height x step = "
-            f"{height} x {step} = {height * step}; the publisher sent an incomplete frame, "
-            "check its height, step and data fields"
-        )
-    return RawImage(raw, height, width, step, str(message.encoding), bool(message.is_bigendian))
+    """A ``sensor_msgs/Image`` as a checked ``RawImage`` viewing its data without copying."""
+    return RawImage(message.data, int(message.height), int(message.width), int(message.step),
+                    message.encoding, bool(message.is_bigendian))
 
 
 def bgr_as_raw_image(bgr: np.ndarray) -> RawImage:
@@ -91,7 +95,6 @@ def bgr_as_raw_image(bgr: np.ndarray) -> RawImage:
         raise ImageConversionError(f"{problem}; decode or convert the image to bgr8 first")
     contiguous = np.ascontiguousarray(bgr)
     height, width = contiguous.shape[:2]
-    _check_geometry(height, width, width * 3, 3, "bgr8")
     return RawImage(contiguous.reshape(-1), height, width, width * 3, "bgr8")
 
 

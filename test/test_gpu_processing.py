@@ -25,7 +25,7 @@ from sgdn_ros.gpu.processing import (
     UnsupportedOnGpuError,
     decode_on_gpu,
 )
-from sgdn_ros.image_conversion import image_message_to_bgr
+from sgdn_ros.image_conversion import image_message_to_bgr, raw_image_from_message
 from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.scenes import render_tabletop_scene
 
@@ -95,9 +95,7 @@ def _preprocess_both(stream, message: SimpleNamespace) -> tuple[np.ndarray, np.n
     with closing(GpuPreprocessor(stream)) as preprocessor:
         geometry = preprocessor.geometry_for(message.height, message.width)
         assert geometry == cpu_geometry
-        planes = preprocessor.upload_and_preprocess(
-            message.data, message.height, message.width, message.step, message.encoding,
-            geometry)
+        planes = preprocessor.upload_and_preprocess(raw_image_from_message(message), geometry)
         stream.synchronize()
         gpu_planes = driver.from_device(planes, (1, 3, 320, 320), np.float32)
     return gpu_planes, cpu_planes
@@ -162,8 +160,7 @@ def test_resize_policy_is_refused_on_gpu():
     def preprocess(stream):
         with closing(GpuPreprocessor(stream)) as preprocessor:
             geometry = preprocessor.geometry_for(200, 280, small_image_policy="resize")
-            preprocessor.upload_and_preprocess(message.data, 200, 280, message.step, "bgr8",
-                                               geometry)
+            preprocessor.upload_and_preprocess(raw_image_from_message(message), geometry)
 
     with pytest.raises(UnsupportedOnGpuError, match="resize"):
         _with_context(preprocess)

@@ -27,6 +27,7 @@ from sgdn_ros.gpu.processing import (
     GpuProcessingError,
     decode_on_gpu,
 )
+from sgdn_ros.image_conversion import bgr_as_raw_image
 from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640
@@ -66,10 +67,10 @@ def _benchmark(device_name: str, repeats: int, frame: np.ndarray) -> list[str]:
     height, width = frame.shape[:2]
     geometry = preprocessor.geometry_for(height, width)
     cpu_preprocessor = Preprocessor(PreprocessConfig())
-    raw = frame.reshape(-1)
+    raw = bgr_as_raw_image(frame)
 
     def gpu_preprocess() -> None:
-        preprocessor.upload_and_preprocess(raw, height, width, width * 3, "bgr8", geometry)
+        preprocessor.upload_and_preprocess(raw, geometry)
         stream.synchronize()
 
     def copy_maps() -> None:
@@ -137,7 +138,6 @@ def benchmark_detectors(repeats: int = 50,
 
     from sgdn_ros.backends.torch_backend import TorchBackend
     from sgdn_ros.gpu.detector import GpuGraspDetector
-    from sgdn_ros.image_conversion import bgr_as_raw_image
     from sgdn_ros.model.network import build_sgdn
     from sgdn_ros.pipeline import GraspDetector
     from sgdn_ros.scenes import render_tabletop_scene

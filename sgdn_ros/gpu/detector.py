@@ -101,8 +101,7 @@ class GpuGraspDetector(GraspDetector):
         raw = image if isinstance(image, RawImage) else bgr_as_raw_image(image)
         geometry = crop_geometry(raw.height, raw.width, self.preprocess_config)
         if raw.layout.bytes_per_channel == 1 and geometry.scale == 1.0:
-            planes = self._gpu_preprocessor.upload_and_preprocess(
-                raw.data, raw.height, raw.width, raw.step, raw.encoding, geometry)
+            planes = self._gpu_preprocessor.upload_and_preprocess(raw, geometry)
             return planes, geometry
         host_planes, geometry = self.preprocessor(raw_image_to_bgr(raw))
         return self._gpu_preprocessor.upload_planes(host_planes), geometry

@@ -27,7 +27,7 @@ from sgdn_ros.decoding import (
     threshold_in,
 )
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.image_conversion import pixel_layout
+from sgdn_ros.image_conversion import RawImage
 from sgdn_ros.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
@@ -268,20 +268,28 @@ class GpuPreprocessor:
         self._staging_free = driver.Event()
         self._driver = driver
 
-    def upload_and_preprocess(self, data: np.ndarray, height: int, width: int, step: int,
-                              encoding: str, geometry: CropGeometry) -> DeviceAllocation:
-        """Copy the rows the crop needs to the GPU and write the planes (asynchronously)."""
-        layout = pixel_layout(encoding)
+    def upload_and_preprocess(self, image: RawImage, geometry: CropGeometry
+                              ) -> DeviceAllocation:
+        """Copy the rows the crop needs to the GPU and write the planes (asynchronously).
+
+        ``image`` was checked when it was made (``RawImage``); ``geometry`` must be its own.
+        """
+        layout = image.layout
         if layout.bytes_per_channel != 1:
             raise UnsupportedOnGpuError(
-                f"encoding {encoding!r} has 16-bit channels; the GPU preprocessing handles "
-                "8-bit encodings only, use the CPU Preprocessor for it")
+                f"encoding {image.encoding!r} has 16-bit channels; the GPU preprocessing "
+                "handles 8-bit encodings only, use the CPU Preprocessor for it")
         if geometry.scale != 1.0:
             raise UnsupportedOnGpuError(
                 f"the crop geometry resizes the image (scale {geometry.scale}): the 'resize' "
                 "small-image policy is not done on the GPU, use the CPU Preprocessor for it")
+        height, width, step = image.height, image.width, image.step
+        if (geometry.image_height, geometry.image_width) != (height, width):
+            raise GpuProcessingError(
+                f"geometry is for a {geometry.image_width}x{geometry.image_height} image but "
+                f"the frame is {width}x{height}; compute it with geometry_for(height, width)")
         bytes_per_pixel = layout.channels
-        raw = self._check_frame(data, height, width, step, bytes_per_pixel, geometry)
+        raw = image.data
         first_row = min(max(geometry.top, 0), height)
         end_row = max(min(geometry.top + self.config.input_height, height), first_row)
         self._staging_free.synchronize()  # the previous frame's copy may still read it
@@ -327,28 +335,6 @@ class GpuPreprocessor:
         config = PreprocessConfig(self.config.input_height, self.config.input_width,
                                   self.config.mean_bgr, self.config.scale, small_image_policy)
         return crop_geometry(height, width, config)
-
-    def _check_frame(self, data: np.ndarray, height: int, width: int, step: int,
-                     bytes_per_pixel: int, geometry: CropGeometry) -> np.ndarray:
-        if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-            raise GpuProcessingError(
-                f"data must be a uint8 numpy array of the image bytes, got "
-                f"{getattr(data, 'dtype', type(data).__name__)}; use np.frombuffer(msg.data, "
-                "np.uint8)")
-        if height <= 0 or width <= 0 or step < width * bytes_per_pixel:
-            raise GpuProcessingError(
-                f"image of {width}x{height} (width x height) with step {step} is not valid: "
-                f"it needs pixels and step >= width x {bytes_per_pixel} bytes per pixel")
-        raw = data.reshape(-1)
-        if raw.size < height * step:
-            raise GpuProcessingError(
-                f"image data has {raw.size} bytes, fewer than height x step = {height * step}; "
-                "the frame is truncated")
-        if (geometry.image_height, geometry.image_width) != (height, width):
-            raise GpuProcessingError(
-                f"geometry is for a {geometry.image_width}x{geometry.image_height} image but "
-                f"the frame is {width}x{height}; compute it with geometry_for(height, width)")
-        return raw
 
     def close(self) -> None:
         """Free the GPU and pinned buffers; call on the inference thread before popping."""
