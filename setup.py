@@ -15,5 +15,5 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.21", "opencv-python-headless>=4.5", "onnx>=1.12",
                       "onnxruntime>=1.12"],
-    entry_points={"console_scripts": ["sgdn-ros = sgdn_ros.cli:main"]},
+    entry_points={"console_scripts": ["sgdn-ros = sgdn_ros.tools.cli:main"]},
 )

@@ -2,6 +2,6 @@
 
 import sys
 
-from sgdn_ros.cli import main
+from sgdn_ros.tools.cli import main
 
 sys.exit(main())

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from sgdn_ros.dds_isolation import isolate_dds
+from sgdn_ros.ros.dds_isolation import isolate_dds
 
 DOMAIN_ID = isolate_dds()
 
@@ -32,7 +32,7 @@ requires_ros = pytest.mark.skipif(ROS_MISSING is not None, reason=ROS_MISSING or
 
 @pytest.fixture(scope="session")
 def model_k120(tmp_path_factory) -> pathlib.Path:
-    from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
+    from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 
     return save_synthetic_sgdn_model(
         tmp_path_factory.mktemp("models") / "synthetic_k120.onnx", num_angle_classes=120)

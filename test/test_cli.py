@@ -10,9 +10,9 @@ import sys
 import cv2
 import pytest
 
-from sgdn_ros.cli import main
-from sgdn_ros.preprocessing import read_sample_txt
-from sgdn_ros.scenes import write_demo_scenes
+from sgdn_ros.core.preprocessing import read_sample_txt
+from sgdn_ros.tools.cli import main
+from sgdn_ros.training.scenes import write_demo_scenes
 
 
 def test_detect_prints_grasps_on_the_objects_and_writes_annotated_images(
@@ -65,7 +65,7 @@ def test_make_test_model_and_make_scenes(tmp_path):
 def test_detect_needs_no_ros(tmp_path, model_k120):
     """`pip install .` users have no rclpy: detect must not import it."""
     scenes = write_demo_scenes(tmp_path, count=1)
-    script = ("import sys; sys.modules['rclpy'] = None; from sgdn_ros.cli import main; "
+    script = ("import sys; sys.modules['rclpy'] = None; from sgdn_ros.tools.cli import main; "
               f"sys.exit(main(['detect', {str(scenes[0][0])!r}, '--model', {str(model_k120)!r}]))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
@@ -76,8 +76,8 @@ def test_detect_needs_no_ros(tmp_path, model_k120):
 def test_export_writes_onnx_and_fp16_copies_with_a_parity_report(tmp_path, capsys):
     """`sgdn-ros export` on a light checkpoint (random weights: parity, not accuracy)."""
     torch = pytest.importorskip("torch", reason="sgdn-ros export needs PyTorch")
-    from sgdn_ros.model.checkpoint import save_checkpoint
-    from sgdn_ros.model.network import PRESETS, build_sgdn
+    from sgdn_ros.network.checkpoint import save_checkpoint
+    from sgdn_ros.network.network import PRESETS, build_sgdn
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "light.pt", build_sgdn(PRESETS["light"]), PRESETS["light"])

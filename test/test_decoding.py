@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sgdn_ros.decoding import (
+from sgdn_ros.core.decoding import (
     DECODE_MODES,
     DecodeConfig,
     DecodingError,
@@ -19,7 +19,7 @@ from sgdn_ros.decoding import (
     find_peaks,
     output_layout,
 )
-from sgdn_ros.preprocessing import CropGeometry
+from sgdn_ros.core.geometry import CropGeometry
 
 IDENTITY = CropGeometry(top=0, left=0, scale=1.0, image_height=64, image_width=80)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 
 from sgdn_ros.backends import create_backend
-from sgdn_ros.default_model import TRAINED_MODEL, resolve_model_path
+from sgdn_ros.models.default import TRAINED_MODEL, resolve_model_path
 from sgdn_ros.training.evaluate import evaluate_model
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from sgdn_ros.decoding import Grasp
-from sgdn_ros.drawing import (
+from sgdn_ros.core.decoding import Grasp
+from sgdn_ros.core.drawing import (
     BEST_COLOUR_BGR,
     OTHER_COLOUR_BGR,
     DrawingError,

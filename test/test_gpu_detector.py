@@ -23,10 +23,10 @@ from test_gpu_processing import (
     run_python_cleanly,
 )
 
-from sgdn_ros.decoding import DecodeConfig
-from sgdn_ros.image_conversion import raw_image_from_message, raw_image_to_bgr
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
+from sgdn_ros.core.decoding import DecodeConfig
+from sgdn_ros.core.frames import raw_image_from_message, raw_image_to_bgr
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 
 def _torch_cuda_missing() -> str | None:
@@ -65,9 +65,9 @@ def resnet_k120(tmp_path_factory) -> pathlib.Path:
     whose able logits are spread so that a threshold can select a few grasps."""
     import torch
 
-    from sgdn_ros.model.checkpoint import save_checkpoint
-    from sgdn_ros.model.network import build_sgdn
-    from sgdn_ros.training.benchmark_torch import calibrate_batch_norm, spread_able_logits
+    from sgdn_ros.network.checkpoint import save_checkpoint
+    from sgdn_ros.network.network import build_sgdn
+    from sgdn_ros.tools.torch_benchmark import calibrate_batch_norm, spread_able_logits
     from sgdn_ros.training.train import preset_config
 
     torch.manual_seed(0)
@@ -90,13 +90,12 @@ def _torch_backend(checkpoint: pathlib.Path, **options):
 @contextlib.contextmanager
 def _detectors(backend, preprocess_config: PreprocessConfig | None = None):
     """(CPU detector, GPU detector) sharing one backend; both closed on the way out."""
-    from sgdn_ros.gpu.detector import GpuGraspDetector
-    from sgdn_ros.pipeline import GraspDetector
+    from sgdn_ros.pipeline.factory import cpu_detector, gpu_detector
 
     preprocess_config = preprocess_config or PreprocessConfig()
-    gpu = GpuGraspDetector(backend, preprocess_config, DecodeConfig())
+    gpu = gpu_detector(backend, preprocess_config, DecodeConfig())
     try:
-        yield GraspDetector(backend, preprocess_config, DecodeConfig()), gpu
+        yield cpu_detector(backend, preprocess_config, DecodeConfig()), gpu
     finally:
         gpu.close()  # closes the shared backend too
 
@@ -170,7 +169,7 @@ def test_frames_the_kernel_does_not_convert_still_decode_on_the_gpu(trained_ligh
 
 def test_create_detector_picks_the_gpu_for_torch_on_cuda(trained_light):
     from sgdn_ros.backends import BackendOptions, create_backend
-    from sgdn_ros.pipeline import create_detector
+    from sgdn_ros.pipeline.factory import create_detector
 
     backend = create_backend("auto", trained_light, BackendOptions(cuda_device=0))
     assert backend.cuda_device == 0 and backend.name.startswith("torch-cuda")
@@ -212,8 +211,9 @@ def run_on_inference_worker(checkpoint: str, cycles: int) -> list[int]:
 
 def _worker_cycle(checkpoint: str, frames: list) -> int:
     from sgdn_ros.backends import create_backend
-    from sgdn_ros.inference_worker import InferenceWorker
-    from sgdn_ros.pipeline import GraspDetector, create_detector
+    from sgdn_ros.pipeline.detector import GraspDetector
+    from sgdn_ros.pipeline.factory import create_detector
+    from sgdn_ros.pipeline.worker import InferenceWorker
 
     counts: list[int] = []
     done = threading.Semaphore(0)
@@ -281,8 +281,8 @@ def test_tensorrt_refusal_on_the_gpu_machine_leaves_no_context_current(tmp_path)
         "import sys\n"
         "import pycuda.driver as driver\n"
         "from sgdn_ros.backends import BackendUnavailable\n"
-        "from sgdn_ros.backends.tensorrt_backend import TensorRTBackend\n"
-        "from sgdn_ros.default_model import TRAINED_MODEL\n"
+        "from sgdn_ros.backends.tensorrt.runtime import TensorRTBackend\n"
+        "from sgdn_ros.models.default import TRAINED_MODEL\n"
         "try:\n"
         f"    TensorRTBackend(TRAINED_MODEL, cache_dir={str(tmp_path)!r})\n"
         "except BackendUnavailable as error:\n"
@@ -293,7 +293,7 @@ def test_tensorrt_refusal_on_the_gpu_machine_leaves_no_context_current(tmp_path)
 
 
 def test_benchmark_reports_both_paths(trained_light):
-    from sgdn_ros.gpu.benchmark import benchmark_detectors
+    from sgdn_ros.tools.gpu_benchmark import benchmark_detectors
 
     lines = benchmark_detectors(repeats=3, models=(("light", 18),))
     rows = [line for line in lines if line.startswith("| light")]

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sgdn_ros.decoding import DecodeConfig, confidence_map, decode_grasps
-from sgdn_ros.gpu.benchmark import benchmark_gpu_vs_cpu
+from sgdn_ros.core.decoding import DecodeConfig, confidence_map, decode_grasps
+from sgdn_ros.core.frames import image_message_to_bgr, raw_image_from_message
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.gpu.cuda_context import CudaContext
 from sgdn_ros.gpu.processing import (
     GpuDecoder,
@@ -25,9 +26,8 @@ from sgdn_ros.gpu.processing import (
     UnsupportedOnGpuError,
     decode_on_gpu,
 )
-from sgdn_ros.image_conversion import image_message_to_bgr, raw_image_from_message
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
+from sgdn_ros.tools.gpu_benchmark import benchmark_gpu_vs_cpu
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 
 def _gpu_missing() -> str | None:
@@ -208,7 +208,7 @@ def test_threshold_one_gives_no_grasps():
 @pytest.mark.parametrize(("classes", "width_channels"), [(120, 1), (18, 18)])
 def test_gpu_decode_of_real_model_outputs(tmp_path, classes, width_channels):
     from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
+    from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 
     model = save_synthetic_sgdn_model(tmp_path / "model.onnx", num_angle_classes=classes,
                                       width_channels=width_channels)

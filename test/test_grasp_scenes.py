@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from sgdn_ros.scenes import OBJECT_PALETTE_BGR, SceneObject, object_coverage
 from sgdn_ros.training.grasp_scenes import (
     GRASP_CLEARANCE_PX,
     MIN_LUMINANCE_CONTRAST,
@@ -20,6 +19,7 @@ from sgdn_ros.training.grasp_scenes import (
     luminance,
     object_grasp_rectangles,
 )
+from sgdn_ros.training.scenes import OBJECT_PALETTE_BGR, SceneObject, object_coverage
 
 SEEDS = range(60)
 
@@ -97,7 +97,7 @@ def test_tables_range_from_dark_to_light_and_objects_come_in_many_colours(scenes
 
 
 def test_demo_style_scenes_are_part_of_the_mix(scenes):
-    """Dark palette objects on a light table: the demo's look (sgdn_ros.scenes)."""
+    """Dark palette objects on a light table: the demo's look (sgdn_ros.training.scenes)."""
     demo_like = 0
     for scene in scenes:
         coverages = [object_coverage(obj, 320, 320) for obj in scene.objects]

@@ -1,4 +1,4 @@
-"""Tests for sgdn_ros.image_conversion with real buffers laid out as ROS publishers lay them."""
+"""Tests for sgdn_ros.core.frames with real buffers laid out as ROS publishers lay them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sgdn_ros.image_conversion import (
+from sgdn_ros.core.frames import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
     RawImage,

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from sgdn_ros.inference_worker import InferenceWorker, LatestFrameSlot
-from sgdn_ros.stats import DetectorStats
+from sgdn_ros.pipeline.stats import DetectorStats
+from sgdn_ros.pipeline.worker import InferenceWorker, LatestFrameSlot
 
 
 def test_slot_keeps_only_the_newest_frame():

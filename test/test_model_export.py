@@ -18,7 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is an optional dependency (the PyTorch side)")
 
-from sgdn_ros.model.export import (  # noqa: E402
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.network.export import (  # noqa: E402
     FORMAT_KEY,
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -26,9 +27,8 @@ from sgdn_ros.model.export import (  # noqa: E402
     check_parity,
     export_onnx,
 )
-from sgdn_ros.model.network import PRESETS, SGDN, SGDNConfig, build_sgdn  # noqa: E402
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
-from sgdn_ros.scenes import render_tabletop_scene  # noqa: E402
+from sgdn_ros.network.network import PRESETS, SGDN, SGDNConfig, build_sgdn  # noqa: E402
+from sgdn_ros.training.scenes import render_tabletop_scene  # noqa: E402
 
 LIGHT = PRESETS["light"]
 MAX_ONNX_MEGABYTES = 10

@@ -13,14 +13,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is an optional dependency (the PyTorch side)")
 
-from sgdn_ros.model.checkpoint import (  # noqa: E402
+from sgdn_ros.network.checkpoint import (  # noqa: E402
     CHECKPOINT_FORMAT,
     CheckpointError,
     infer_config,
     load_checkpoint,
     save_checkpoint,
 )
-from sgdn_ros.model.network import (  # noqa: E402
+from sgdn_ros.network.network import (  # noqa: E402
     PRESETS,
     SGDN,
     ModelConfigError,

@@ -11,7 +11,7 @@ import cv2
 import pytest
 from conftest import ROS_MISSING
 
-from sgdn_ros.scenes import SceneObject, render_tabletop_scene
+from sgdn_ros.training.scenes import SceneObject, render_tabletop_scene
 
 rclpy = pytest.importorskip("rclpy", reason=ROS_MISSING or "")
 pytest.importorskip("sgdn_ros.msg", reason=ROS_MISSING or "")
@@ -23,9 +23,10 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from sgdn_ros.msg import GraspPose, GraspPoseArray  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from sgdn_ros.node import GraspDetectorNode  # noqa: E402
-from sgdn_ros.player import CAMERA_QOS  # noqa: E402
-from sgdn_ros.ros_harness import (  # noqa: E402
+from sgdn_ros.ros.messages import bgr_to_image_message, grasp_from_message  # noqa: E402
+from sgdn_ros.ros.node import GraspDetectorNode  # noqa: E402
+from sgdn_ros.ros.player import CAMERA_QOS  # noqa: E402
+from sgdn_ros.ros.session import (  # noqa: E402
     DETECTOR_HEATMAP_TOPIC,
     BackgroundSpin,
     Recorder,
@@ -33,7 +34,6 @@ from sgdn_ros.ros_harness import (  # noqa: E402
     stamp_key,
     wait_until,
 )
-from sgdn_ros.ros_messages import bgr_to_image_message, grasp_from_message  # noqa: E402
 from sgdn_ros.training.grasp_scenes import object_grasp_rectangles  # noqa: E402
 from sgdn_ros.training.metrics import grasp_matches, rectangle_from_grasp  # noqa: E402
 
@@ -277,7 +277,7 @@ def test_installed_executable_autostarts_answers_and_stops_cleanly(ros_context, 
     """The `detector` executable as `ros2 launch` starts it: its own process, the YAML file,
     autostart, the trained default model; a camera in this process; Ctrl-C at the end. The
     grasp must be one of the object's true grasps (Cornell rectangle metric)."""
-    from sgdn_ros.ros_harness import DetectorProcess
+    from sgdn_ros.ros.session import DetectorProcess
 
     detector = DetectorProcess({"autostart": True, "stats_period_s": 0.5}, tmp_path / "log")
     peer = rclpy.create_node("test_camera", context=ros_context)

@@ -9,11 +9,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from sgdn_ros.default_model import TRAINED_MODEL
-from sgdn_ros.onnx_fp16 import CONVERSION_FORMAT, convert_to_fp16, converter_identity
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
-from sgdn_ros.synthetic_model import build_synthetic_sgdn_model
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.default import TRAINED_MODEL
+from sgdn_ros.models.fp16 import CONVERSION_FORMAT, convert_to_fp16, converter_identity
+from sgdn_ros.models.synthetic import build_synthetic_sgdn_model
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 pytest.importorskip("onnxconverter_common", reason="FP16 copies need onnxconverter-common")
 

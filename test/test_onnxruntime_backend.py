@@ -20,9 +20,9 @@ from sgdn_ros.backends import (
     resolve_output_names,
 )
 from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
-from sgdn_ros.synthetic_model import build_synthetic_sgdn_model, save_synthetic_sgdn_model
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.synthetic import build_synthetic_sgdn_model, save_synthetic_sgdn_model
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 PUBLISHED_OUTPUTS = ("output_able", "output_angle", "output_width")
 CUSTOM_NAMES = ("image", "confidence", "orientation", "opening")

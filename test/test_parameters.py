@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import yaml
 
-from sgdn_ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, defaults, markdown_table
+from sgdn_ros.pipeline.parameters import PARAMETERS, PARAMETERS_BY_NAME, defaults, markdown_table
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,8 @@ def test_readme_parameter_table_is_generated_from_the_declarations():
     readme = (REPO / "README.md").read_text()
     assert markdown_table() in readme, (
         "README.md's parameter table is stale: paste the output of "
-        "`python -c 'from sgdn_ros.parameters import markdown_table; print(markdown_table())'`")
+        "`python -c 'from sgdn_ros.pipeline.parameters import markdown_table; "
+        "print(markdown_table())'`")
 
 
 def test_launch_file_is_valid_python_and_names_existing_files():

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from sgdn_ros.backends import InferenceError, create_backend
-from sgdn_ros.decoding import DecodeConfig, confidence_map
-from sgdn_ros.default_model import TRAINED_MODEL
-from sgdn_ros.image_conversion import bgr_as_raw_image, raw_image_from_message
-from sgdn_ros.pipeline import GraspDetector, create_detector
-from sgdn_ros.preprocessing import PreprocessConfig
-from sgdn_ros.scenes import render_tabletop_scene
+from sgdn_ros.core.decoding import DecodeConfig, confidence_map
+from sgdn_ros.core.frames import bgr_as_raw_image, raw_image_from_message
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.default import TRAINED_MODEL
+from sgdn_ros.pipeline.detector import GraspDetector
+from sgdn_ros.pipeline.factory import cpu_detector, create_detector
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 # metres_per_pixel > 0 keeps width_m finite, so grasps compare with == (NaN != NaN).
 DECODE = DecodeConfig(metres_per_pixel=0.0005)
@@ -57,7 +58,7 @@ def backend():
 
 @pytest.fixture
 def detector(backend) -> GraspDetector:
-    return GraspDetector(backend, PreprocessConfig(), DECODE)
+    return cpu_detector(backend, PreprocessConfig(), DECODE)
 
 
 @pytest.mark.parametrize(("encoding", "row_padding", "height", "width"), [
@@ -97,7 +98,7 @@ def test_a_bgr_array_wrapped_as_a_raw_image_gives_the_same_grasps(detector):
 def test_confidence_map_is_the_sigmoid_of_the_backends_able_map(detector, backend):
     scene, _objects = render_tabletop_scene(21, num_objects=3)
     detection = detector.detect(scene)
-    planes, geometry = detector.preprocessor(scene)
+    planes, geometry = Preprocessor(detector.preprocess_config)(scene)
     assert geometry == detection.geometry
     expected = confidence_map(backend.infer(planes).able)
 
@@ -116,7 +117,7 @@ def test_gpu_processing_off_gives_the_cpu_detector_saying_so(backend):
     assert type(detector) is GraspDetector and detector.processing == "cpu"
     assert "gpu_processing is off" in detector.processing_reason
     scene, _objects = render_tabletop_scene(4, num_objects=2)
-    assert detector.detect(scene).grasps == GraspDetector(
+    assert detector.detect(scene).grasps == cpu_detector(
         backend, PreprocessConfig(), DECODE).detect(scene).grasps
 
 
@@ -161,7 +162,7 @@ def test_onnxruntime_on_the_cpu_has_no_cuda_device_and_refuses_device_memory(bac
 def test_torch_on_the_cpu_has_no_cuda_device_and_refuses_device_memory():
     pytest.importorskip("torch", reason="torch is an optional dependency (training, torch)")
     from sgdn_ros.backends.torch_backend import TorchBackend
-    from sgdn_ros.model.network import PRESETS, build_sgdn
+    from sgdn_ros.network.network import PRESETS, build_sgdn
 
     with TorchBackend.from_module(build_sgdn(PRESETS["light"]), device="cpu") as torch_backend:
         assert torch_backend.name == "torch-cpu-fp32"

@@ -1,4 +1,5 @@
-"""Tests for sgdn_ros.preprocessing: crop placement, plane layout, normalisation and policies."""
+"""Tests for sgdn_ros.core.preprocessing: crop placement, plane layout, normalisation and
+policies."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sgdn_ros.image_conversion import image_message_to_bgr
-from sgdn_ros.preprocessing import (
+from sgdn_ros.core.frames import image_message_to_bgr
+from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
     SMALL_IMAGE_POLICIES,

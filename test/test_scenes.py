@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sgdn_ros.scenes import (
+from sgdn_ros.models.synthetic import DARK_START_BRIGHTNESS, FULLY_DARK_BRIGHTNESS
+from sgdn_ros.training.scenes import (
     LENGTH_RANGE_PX,
     MIN_OBJECT_GAP_PX,
     SCENE_TRUTH_FILE,
@@ -23,7 +24,6 @@ from sgdn_ros.scenes import (
     write_demo_images,
     write_demo_scenes,
 )
-from sgdn_ros.synthetic_model import DARK_START_BRIGHTNESS, FULLY_DARK_BRIGHTNESS
 
 SEEDS = range(12)
 

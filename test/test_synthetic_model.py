@@ -11,15 +11,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import SceneObject, object_coverage, render_tabletop_scene
-from sgdn_ros.synthetic_model import (
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.synthetic import (
     ASSUMED_MAX_WIDTH_PX,
     PUBLISHED_TENSOR_NAMES,
     WIDTH_CLEARANCE_PX,
     build_synthetic_sgdn_model,
     save_synthetic_sgdn_model,
 )
+from sgdn_ros.training.scenes import SceneObject, object_coverage, render_tabletop_scene
 
 PREPROCESS = Preprocessor(PreprocessConfig())
 GRASP_DEGREES = [0, 30, 60, 90, 135]

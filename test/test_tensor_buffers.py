@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_gpu_processing import GPU_MISSING, run_python_cleanly
 
-from sgdn_ros.backends.tensor_buffers import TensorBuffers, TensorSpec
+from sgdn_ros.backends.tensorrt.tensor_buffers import TensorBuffers, TensorSpec
 
 needs_gpu = pytest.mark.skipif(GPU_MISSING is not None, reason=GPU_MISSING or "")
 OUTPUTS = ("output_able", "output_angle", "output_width")

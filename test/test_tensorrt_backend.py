@@ -21,8 +21,7 @@ from sgdn_ros.backends import (
     create_backend,
 )
 from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from sgdn_ros.backends.tensorrt_backend import TensorRTBackend, load_engine
-from sgdn_ros.backends.tensorrt_engine import (
+from sgdn_ros.backends.tensorrt.engine import (
     NO_GPU,
     EngineBuildError,
     EngineSettings,
@@ -30,9 +29,10 @@ from sgdn_ros.backends.tensorrt_engine import (
     detect_gpu,
     load_tensorrt,
 )
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.scenes import render_tabletop_scene
-from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
+from sgdn_ros.backends.tensorrt.runtime import TensorRTBackend, load_engine
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 try:
     load_tensorrt()

@@ -22,17 +22,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from sgdn_ros.backends.engine_cache import (
-    CachedPlanError,
-    EngineIO,
-    EngineKey,
-    PlanRecord,
-    default_cache_dir,
-    plan_problem,
-    read_record,
-    sidecar_path,
-)
-from sgdn_ros.backends.tensorrt_engine import (
+from sgdn_ros.backends.tensorrt.engine import (
     GPU_SOURCES,
     MIN_TENSORRT,
     MODULE_NAMES,
@@ -48,8 +38,18 @@ from sgdn_ros.backends.tensorrt_engine import (
     get_engine,
     load_tensorrt,
 )
-from sgdn_ros.default_model import TRAINED_MODEL
-from sgdn_ros.synthetic_model import save_synthetic_sgdn_model
+from sgdn_ros.backends.tensorrt.engine_cache import (
+    CachedPlanError,
+    EngineIO,
+    EngineKey,
+    PlanRecord,
+    default_cache_dir,
+    plan_problem,
+    read_record,
+    sidecar_path,
+)
+from sgdn_ros.models.default import TRAINED_MODEL
+from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,7 @@ def test_module_imports_and_explains_itself_without_any_tensorrt() -> None:
     script = (
         "import sys\n"
         "sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"
-        "import sgdn_ros.backends.tensorrt_engine as engine\n"
+        "import sgdn_ros.backends.tensorrt.engine as engine\n"
         "assert 'onnx' not in sys.modules, 'onnx imported at module import'\n"
         "try:\n"
         "    engine.load_tensorrt()\n"
@@ -308,7 +308,7 @@ def test_fp16_comes_from_the_builder_flag_or_an_fp16_onnx_copy(tmp_path) -> None
     if "fp16_builder_flag" in TRT.features:
         assert fp16.key.precision_method == "fp16 builder flag"
     else:
-        assert fp16.key.precision_method.startswith("fp16 ONNX copy (sgdn_ros.onnx_fp16.v1")
+        assert fp16.key.precision_method.startswith("fp16 ONNX copy (sgdn_ros.models.fp16.v1")
     assert [tensor.dtype for tensor in fp16.io] == ["float32"] * 4
     assert len(fp16.plan) < 0.8 * len(fp32.plan)
     assert not get_engine(model, EngineSettings(precision="fp16"), tmp_path,
@@ -392,8 +392,8 @@ def resnet101_onnx(tmp_path_factory) -> pathlib.Path:
     if TRT is None:
         pytest.skip(TRT_MISSING)
     torch = pytest.importorskip("torch", reason="exporting SGDN ResNet-101 needs PyTorch")
-    from sgdn_ros.model.export import export_onnx
-    from sgdn_ros.model.network import PRESETS, build_sgdn
+    from sgdn_ros.network.export import export_onnx
+    from sgdn_ros.network.network import PRESETS, build_sgdn
 
     torch.manual_seed(0)
     config = PRESETS["resnet101"]

@@ -13,12 +13,12 @@ torch = pytest.importorskip("torch", reason="torch is an optional dependency (tr
 
 from sgdn_ros.backends import InferenceError, ModelLoadError, create_backend  # noqa: E402
 from sgdn_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from sgdn_ros.decoding import DecodeConfig  # noqa: E402
-from sgdn_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from sgdn_ros.model.network import PRESETS, build_sgdn  # noqa: E402
-from sgdn_ros.pipeline import GraspDetector  # noqa: E402
-from sgdn_ros.preprocessing import PreprocessConfig  # noqa: E402
-from sgdn_ros.training.benchmark_torch import VARIANTS, benchmark_torch_variants  # noqa: E402
+from sgdn_ros.core.decoding import DecodeConfig  # noqa: E402
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.network.checkpoint import save_checkpoint  # noqa: E402
+from sgdn_ros.network.network import PRESETS, build_sgdn  # noqa: E402
+from sgdn_ros.pipeline.factory import cpu_detector  # noqa: E402
+from sgdn_ros.tools.torch_benchmark import VARIANTS, benchmark_torch_variants  # noqa: E402
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                    reason="needs a CUDA GPU visible to PyTorch")
@@ -76,11 +76,11 @@ def test_runs_in_the_node_pipeline(light_checkpoint):
     path, model, config = light_checkpoint
     image = np.random.default_rng(4).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     with TorchBackend(path, device="cpu") as backend:
-        detector = GraspDetector(backend, PreprocessConfig(),
+        detector = cpu_detector(backend, PreprocessConfig(),
                                  DecodeConfig(mode="max", confidence_threshold=0.0))
         detection = detector.detect(image)
     (grasp,) = detection.grasps
-    able = _forward(model, detector.preprocessor(image)[0])[0][0, 0]
+    able = _forward(model, Preprocessor(detector.preprocess_config)(image)[0])[0][0, 0]
     assert (grasp.crop_row, grasp.crop_col) == np.unravel_index(np.argmax(able), able.shape)
     assert (grasp.row, grasp.col) == (grasp.crop_row + 80, grasp.crop_col + 160)
     assert grasp.angle == pytest.approx(grasp.angle_class / config.num_angle_classes * math.pi)

@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch", reason="torch is an optional dependency (tr
 
 from sgdn_ros.backends import create_backend  # noqa: E402
 from sgdn_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from sgdn_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from sgdn_ros.model.export import export_onnx  # noqa: E402
-from sgdn_ros.model.network import PRESETS, build_sgdn  # noqa: E402
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.network.checkpoint import load_checkpoint  # noqa: E402
+from sgdn_ros.network.export import export_onnx  # noqa: E402
+from sgdn_ros.network.network import PRESETS, build_sgdn  # noqa: E402
 from sgdn_ros.training import evaluate, train  # noqa: E402
 from sgdn_ros.training.dataset import GraspSceneDataset, collate_scenes  # noqa: E402
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene  # noqa: E402

@@ -15,13 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sgdn_ros.preprocessing import planes_problem
+from sgdn_ros.core.preprocessing import planes_problem
+from sgdn_ros.models.errors import ModelLoadError
 
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 PUBLISHED_OUTPUT_NAMES: tuple[str, str, str] = ("output_able", "output_angle", "output_width")
-
-
-class ModelLoadError(RuntimeError):
-    """The model file is missing, unreadable, or does not have SGDN's inputs and outputs."""
 
 
 class BackendUnavailable(ModelLoadError):
@@ -111,7 +109,7 @@ class InferenceBackend(abc.ABC):
             raise InferenceError("the backend is closed; create a new one to run inference")
         problem = planes_problem(planes, self.info.input_shape)
         if problem is not None:
-            raise ValueError(f"{problem}; build them with sgdn_ros.preprocessing")
+            raise ValueError(f"{problem}; build them with sgdn_ros.core.preprocessing")
 
     def __enter__(self) -> InferenceBackend:
         return self

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sgdn_ros.backends.base import (
+    PRECISIONS,
     PUBLISHED_OUTPUT_NAMES,
     DeviceMaps,
     InferenceBackend,
@@ -28,10 +29,9 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
-from sgdn_ros.model.checkpoint import load_checkpoint
-from sgdn_ros.model.network import SGDNConfig
+from sgdn_ros.network.checkpoint import load_checkpoint
+from sgdn_ros.network.network import SGDNConfig
 
-PRECISIONS = ("fp32", "fp16")
 INPUT_NAME = "input"
 INPUT_SIZE = 320
 _GRAPH_WARMUP_RUNS = 3

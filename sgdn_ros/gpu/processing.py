@@ -4,7 +4,8 @@ The CPU path copies the network's 1 + 2K output maps to the host (about 99 MB at
 decode a handful of grasps. Here the raw camera bytes go up once, a kernel writes the normalised
 input planes, and after inference a kernel finds the candidate pixels on the able map; only
 those candidates and, for the chosen grasps, their angle class and width logit come back. The
-results equal ``sgdn_ros.preprocessing.Preprocessor`` and ``sgdn_ros.decoding.decode_grasps``.
+results equal ``sgdn_ros.core.preprocessing.Preprocessor`` and
+``sgdn_ros.core.decoding.decode_grasps``.
 
 All work runs on one non-default stream through page-locked host buffers; create and use the
 processors on the inference thread with its ``CudaContext`` pushed, and ``close`` them there.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdn_ros.decoding import (
+from sgdn_ros.core.decoding import (
     DecodeConfig,
     Grasp,
     find_peaks,
@@ -26,9 +27,8 @@ from sgdn_ros.decoding import (
     suppress_close_peaks,
     threshold_in,
 )
-from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.image_conversion import RawImage
-from sgdn_ros.preprocessing import (
+from sgdn_ros.core.frames import RawImage
+from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
     CropGeometry,
@@ -36,6 +36,7 @@ from sgdn_ros.preprocessing import (
     crop_geometry,
     planes_problem,
 )
+from sgdn_ros.gpu.cuda_context import import_pycuda_driver
 
 if TYPE_CHECKING:
     from pycuda.driver import DeviceAllocation, Stream

@@ -15,7 +15,7 @@ direction of 0 -> 1 (project convention: counter-clockwise on screen from +x, mo
 ``GraspRectangle.corners`` writes corners in this same order.
 
 ``load_cornell_sample`` cuts the image as the node does before inference (the published
-centre crop, ``sgdn_ros.preprocessing``), so a network evaluated on these samples sees what it
+centre crop, ``sgdn_ros.core.preprocessing``), so a network evaluated on these samples sees what it
 sees when deployed.
 """
 
@@ -29,7 +29,8 @@ from os import PathLike
 import cv2
 import numpy as np
 
-from sgdn_ros.preprocessing import CropGeometry, PreprocessConfig, crop_bgr
+from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.preprocessing import PreprocessConfig, crop_bgr
 from sgdn_ros.training.grasp_scenes import GraspRectangle, GraspScene
 
 POSITIVE_SUFFIX = "cpos.txt"

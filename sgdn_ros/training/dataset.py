@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sgdn_ros.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.labels import label_maps
 

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sgdn_ros.backends import PRECISIONS, InferenceBackend, ModelLoadError, create_backend
-from sgdn_ros.decoding import DecodeConfig
-from sgdn_ros.pipeline import GraspDetector
-from sgdn_ros.preprocessing import PreprocessConfig
+from sgdn_ros.core.decoding import DecodeConfig
+from sgdn_ros.core.preprocessing import PreprocessConfig
+from sgdn_ros.pipeline.factory import cpu_detector
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.metrics import EvaluationResult, evaluate_top_grasps
 
@@ -61,7 +61,7 @@ def evaluate_model(backend_or_model: InferenceBackend | nn.Module, *, num_scenes
 
 def _evaluate_backend(backend: InferenceBackend, num_scenes: int, seed_start: int,
                       decode_config: DecodeConfig | None) -> EvaluationResult:
-    detector = GraspDetector(backend, PreprocessConfig(), decode_config or TOP_GRASP_DECODING)
+    detector = cpu_detector(backend, PreprocessConfig(), decode_config or TOP_GRASP_DECODING)
     predictions = []
     truths = []
     for seed in range(seed_start, seed_start + num_scenes):

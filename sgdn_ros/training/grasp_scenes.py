@@ -5,10 +5,11 @@ generated scenes. A network trained on one look learns that look, so the scenes 
 tables from black to white, plain or with grain, stripes, wood, checkers or blotches; objects of
 any colour (light on dark as well as dark on light, always differing in luminance from the table
 under them), some textured, shaded, with soft shadows; uneven lighting and vignetting, blur and
-sensor noise. About one scene in six is drawn by the demo renderer (``sgdn_ros.scenes``: dark
-objects on a light table), so the demo scenes lie inside the training distribution.
+sensor noise. About one scene in six is drawn by the demo renderer
+(``sgdn_ros.training.scenes``: dark objects on a light table), so the demo scenes lie inside
+the training distribution.
 
-Object geometry (box, ellipse, capsule) is ``sgdn_ros.scenes``'s: ``SceneObject`` and
+Object geometry (box, ellipse, capsule) is ``sgdn_ros.training.scenes``'s: ``SceneObject`` and
 ``object_coverage``. Angles follow the project convention: radians in [0, pi), counter-clockwise
 on screen from the +column axis; angle ``a`` runs along ``(drow, dcol) = (-sin a, cos a)``.
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from sgdn_ros.scenes import (
+from sgdn_ros.training.scenes import (
     OBJECT_PALETTE_BGR,
     SHAPES,
     SceneObject,

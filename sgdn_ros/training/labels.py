@@ -58,7 +58,7 @@ def label_maps(
 ) -> LabelMaps:
     """Draw the able, angle and width maps of an image of ``height`` x ``width`` pixels.
 
-    Pixel (row, col) has its centre at integer coordinates, as in ``sgdn_ros.scenes``.
+    Pixel (row, col) has its centre at integer coordinates, as in ``sgdn_ros.training.scenes``.
     ``centre_radius_px`` must be at least 1 so that every grasp centre marks a pixel.
     """
     _require_int("height", height, 1)

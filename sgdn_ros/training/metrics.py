@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sgdn_ros.decoding import Grasp
+from sgdn_ros.core.decoding import Grasp
 from sgdn_ros.training.grasp_scenes import GraspRectangle
 
 IOU_THRESHOLD = 0.25

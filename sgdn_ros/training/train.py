@@ -34,8 +34,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sgdn_ros.backends.torch_backend import resolve_torch_device
-from sgdn_ros.model.checkpoint import save_checkpoint
-from sgdn_ros.model.network import PRESETS, SGDN, SGDNConfig, build_sgdn
+from sgdn_ros.network.checkpoint import save_checkpoint
+from sgdn_ros.network.network import PRESETS, SGDN, SGDNConfig, build_sgdn
 from sgdn_ros.training.dataset import GraspBatch, GraspSceneDataset, collate_scenes
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -1,0 +1,311 @@
+"""Turn SGDN's logit maps into grasps in the original image.
+
+The angle map holds K logits per pixel (K = 120 for the published ONNX: 49 MB per frame), so
+the fast decoder picks grasp pixels on the able map alone and reads angle and width only there.
+``decode_grasps_full`` is the straightforward whole-map decoding, kept as the reference that the
+fast one must agree with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import cv2
+import numpy as np
+
+from sgdn_ros.core.geometry import CropGeometry
+
+DECODE_MODES = ("max", "peaks")
+
+
+class DecodingError(ValueError):
+    """Network outputs or decoding settings that cannot be decoded."""
+
+
+def _require_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise DecodingError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_number(
+    name: str, value: object, meaning: str, valid: Callable[[float], bool]
+) -> None:
+    """NaN fails every check and booleans are refused, so a typo cannot slip through."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not valid(value):
+        raise DecodingError(f"{name} must be {meaning}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How grasp pixels are chosen and how the width logits are scaled."""
+
+    mode: str = "peaks"
+    confidence_threshold: float = 0.5
+    min_distance: int = 10
+    max_grasps: int = 5
+    max_width_px: float = 200.0
+    metres_per_pixel: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in DECODE_MODES:
+            raise DecodingError(f"mode must be one of {DECODE_MODES}, got {self.mode!r}")
+        _require_number("confidence_threshold", self.confidence_threshold, "in [0, 1]",
+                        lambda value: 0.0 <= value <= 1.0)
+        _require_int("min_distance", self.min_distance, 0)
+        _require_int("max_grasps", self.max_grasps, 1)
+        _require_number("max_width_px", self.max_width_px, "positive and finite",
+                        lambda value: 0.0 < value < math.inf)
+        _require_number("metres_per_pixel", self.metres_per_pixel,
+                        "finite and >= 0 (0 when unknown)", lambda value: 0.0 <= value < math.inf)
+
+
+@dataclass(frozen=True)
+class Grasp:
+    """One parallel-jaw grasp, in the original image and in the network input (crop_*)."""
+
+    row: float
+    col: float
+    angle: float
+    width_px: float
+    width_m: float
+    confidence: float
+    angle_class: int
+    crop_row: int
+    crop_col: int
+    crop_width_px: float
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """What decoding needs to know about the model's outputs."""
+
+    num_angle_classes: int
+    width_channels: int
+
+
+def _channel_maps(name: str, array: np.ndarray) -> np.ndarray:
+    """Views an output as (C, H, W), dropping the batch dimension of one image."""
+    if not isinstance(array, np.ndarray):
+        raise DecodingError(f"{name} must be a numpy array, got {type(array).__name__}")
+    if array.dtype.kind != "f":
+        raise DecodingError(f"{name} must hold floating-point logits, got dtype {array.dtype}")
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise DecodingError(
+                f"{name} has a batch of {array.shape[0]} images (shape {array.shape}); "
+                "decode one image at a time"
+            )
+        array = array[0]
+    if array.ndim != 3:
+        raise DecodingError(
+            f"{name} must have shape (1, C, H, W) or (C, H, W), got {array.shape}"
+        )
+    if 0 in array.shape:
+        raise DecodingError(f"{name} is empty (shape {array.shape})")
+    return array
+
+
+def _able_map(able: np.ndarray) -> np.ndarray:
+    """Views the able output as (H, W)."""
+    if isinstance(able, np.ndarray) and able.ndim == 2:
+        able = able[np.newaxis]
+    maps = _channel_maps("able", able)
+    if maps.shape[0] != 1:
+        raise DecodingError(
+            f"able must have one channel, got {maps.shape[0]} (shape {able.shape}); "
+            "check the order of the model outputs (able, angle, width)"
+        )
+    return maps[0]
+
+
+def _validated_maps(
+    able: np.ndarray, angle: np.ndarray, width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    able_map = _able_map(able)
+    angle_maps = _channel_maps("angle", angle)
+    width_maps = _channel_maps("width", width)
+    for name, maps in (("angle", angle_maps), ("width", width_maps)):
+        if maps.shape[1:] != able_map.shape:
+            raise DecodingError(
+                f"{name} maps are {maps.shape[1]}x{maps.shape[2]} but the able map is "
+                f"{able_map.shape[0]}x{able_map.shape[1]}; all outputs must share H and W"
+            )
+    num_classes = angle_maps.shape[0]
+    if width_maps.shape[0] not in (1, num_classes):
+        raise DecodingError(
+            f"width has {width_maps.shape[0]} channels; expected 1 or one per angle class "
+            f"({num_classes})"
+        )
+    return able_map, angle_maps, width_maps
+
+
+def output_layout(able: np.ndarray, angle: np.ndarray, width: np.ndarray) -> OutputLayout:
+    """Checks the three outputs fit together and reports their channel counts."""
+    _, angle_maps, width_maps = _validated_maps(able, angle, width)
+    return OutputLayout(num_angle_classes=angle_maps.shape[0], width_channels=width_maps.shape[0])
+
+
+def sigmoid64(logits: np.ndarray) -> np.ndarray:
+    """Float64, so distinct float32 logits stay distinct (float32 saturates to 1 near 17)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def confidence_map(able: np.ndarray) -> np.ndarray:
+    """Grasp confidence in [0, 1] as (H, W) float32, for heatmaps; decoding never needs it."""
+    logits = _able_map(able).astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def logit(probability: float) -> float:
+    """Inverse sigmoid: thresholds are compared on the logit maps, so only chosen pixels need
+    a sigmoid; 0 and 1 map to -inf and +inf."""
+    if probability <= 0.0:
+        return -math.inf
+    if probability >= 1.0:
+        return math.inf
+    return math.log(probability) - math.log1p(-probability)
+
+
+def threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
+    """The smallest value of dtype that is >= threshold, so comparing in dtype stays exact."""
+    cast = dtype.type(threshold)
+    if float(cast) < threshold:
+        cast = np.nextafter(cast, dtype.type(np.inf))
+    return cast
+
+
+def find_peaks(
+    score: np.ndarray, threshold: float, min_distance: int, max_peaks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of a 2-D map (rows, cols), best first, like scikit-image's peak_local_max.
+
+    A peak equals the maximum of its (2d+1)x(2d+1) neighbourhood and is >= threshold. Peaks are
+    kept greedily, best first (ties in row-major order), so none is within Chebyshev distance d
+    of a better one; this also reduces a plateau to one pixel.
+    """
+    if not isinstance(score, np.ndarray) or score.ndim != 2 or 0 in score.shape:
+        shape = getattr(score, "shape", type(score).__name__)
+        raise DecodingError(f"score must be a non-empty 2-D numpy array, got {shape}")
+    _require_number("threshold", threshold, "a number (+-inf allowed)",
+                    lambda value: not math.isnan(value))
+    _require_int("min_distance", min_distance, 0)
+    _require_int("max_peaks", max_peaks, 1)
+    if score.dtype not in (np.float32, np.float64):
+        score = score.astype(np.float32)
+    score = np.ascontiguousarray(score)
+    above = score >= threshold_in(score.dtype, threshold)
+    if not above.any():
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    size = 2 * min_distance + 1
+    neighbourhood_max = cv2.dilate(
+        score, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE
+    )
+    candidates = np.flatnonzero(above & (score == neighbourhood_max))
+    order = np.argsort(-score.ravel()[candidates], kind="stable")
+    rows, cols = np.divmod(candidates[order], score.shape[1])
+    kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
+    return rows[kept], cols[kept]
+
+
+def suppress_close_peaks(
+    rows: np.ndarray, cols: np.ndarray, min_distance: int, max_peaks: int
+) -> list[int]:
+    """Indices of the candidates kept, best first: candidates sorted best first are taken
+    greedily, dropping any within Chebyshev distance `min_distance` of a kept one. Shared by
+    `find_peaks` and the GPU decoder, whose candidates arrive unsorted."""
+    kept: list[int] = []
+    remaining = np.arange(rows.size)
+    while remaining.size and len(kept) < max_peaks:
+        best = remaining[0]
+        kept.append(best)
+        distance = np.maximum(
+            np.abs(rows[remaining] - rows[best]), np.abs(cols[remaining] - cols[best])
+        )
+        remaining = remaining[distance > min_distance]
+    return kept
+
+
+def _select_pixels(
+    score: np.ndarray, threshold: float, config: DecodeConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grasp pixels on an able map; score and threshold are both logits or both confidences."""
+    if config.mode == "peaks":
+        return find_peaks(score, threshold, config.min_distance, config.max_grasps)
+    best = int(np.argmax(score))
+    if not score.ravel()[best] >= threshold_in(score.dtype, threshold):
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    row, col = divmod(best, score.shape[1])
+    return np.array([row]), np.array([col])
+
+
+def grasps_at_pixels(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    angle_classes: np.ndarray,
+    confidences: np.ndarray,
+    crop_widths: np.ndarray,
+    num_classes: int,
+    geometry: CropGeometry,
+    config: DecodeConfig,
+) -> list[Grasp]:
+    grasps = []
+    for row, col, angle_class, confidence, crop_width in zip(
+        rows.tolist(), cols.tolist(), angle_classes.tolist(),
+        confidences.tolist(), crop_widths.tolist(),
+    ):
+        image_row, image_col = geometry.to_image(row, col)
+        width_px = geometry.length_to_image(crop_width)
+        width_m = width_px * config.metres_per_pixel if config.metres_per_pixel > 0 else math.nan
+        grasps.append(Grasp(
+            row=float(image_row), col=float(image_col),
+            angle=angle_class / num_classes * math.pi,
+            width_px=float(width_px), width_m=float(width_m),
+            confidence=confidence, angle_class=angle_class,
+            crop_row=row, crop_col=col, crop_width_px=crop_width,
+        ))
+    return grasps
+
+
+def decode_grasps(
+    able: np.ndarray,
+    angle: np.ndarray,
+    width: np.ndarray,
+    geometry: CropGeometry,
+    config: DecodeConfig,
+) -> list[Grasp]:
+    """Decodes grasps reading the angle and width maps only at the chosen pixels."""
+    able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
+    rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config)
+    angle_classes = np.argmax(angle_maps[:, rows, cols], axis=0)
+    width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
+    crop_widths = sigmoid64(width_maps[width_channels, rows, cols]) * config.max_width_px
+    confidences = sigmoid64(able_map[rows, cols])
+    return grasps_at_pixels(rows, cols, angle_classes, confidences, crop_widths,
+                   angle_maps.shape[0], geometry, config)
+
+
+def decode_grasps_full(
+    able: np.ndarray,
+    angle: np.ndarray,
+    width: np.ndarray,
+    geometry: CropGeometry,
+    config: DecodeConfig,
+) -> list[Grasp]:
+    """The author's whole-map decoding: the reference decode_grasps must agree with."""
+    able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
+    confidences = sigmoid64(able_map)
+    angle_class_map = np.argmax(sigmoid64(angle_maps), axis=0)
+    width_probabilities = sigmoid64(width_maps)
+    if width_maps.shape[0] > 1:
+        width_map = np.take_along_axis(width_probabilities, angle_class_map[np.newaxis], 0)[0]
+    else:
+        width_map = width_probabilities[0]
+    crop_width_map = width_map * config.max_width_px
+    rows, cols = _select_pixels(confidences, config.confidence_threshold, config)
+    return grasps_at_pixels(rows, cols, angle_class_map[rows, cols], confidences[rows, cols],
+                   crop_width_map[rows, cols], angle_maps.shape[0], geometry, config)

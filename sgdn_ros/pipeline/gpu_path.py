@@ -1,0 +1,138 @@
+"""The processing path on the GPU, around a backend that works
+in GPU memory (TensorRT, or torch on CUDA).
+
+Per frame: the raw camera bytes go up once, a kernel writes the network's input planes, the
+backend runs on them in place, and the decoder copies back only the chosen grasps (a few KB),
+all in order on one CUDA stream. The confidence map for the heatmap comes back only when asked.
+The grasps equal the CPU detector's (same pixels and angle classes; confidence and width to
+float32 rounding, see ``test/test_gpu_detector.py``).
+
+Create, use and close it on one thread, the inference thread: it pushes the device's primary
+context there (the one the backend uses too) and pops it in ``close``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from sgdn_ros.backends.base import InferenceBackend
+from sgdn_ros.core.decoding import DecodeConfig
+from sgdn_ros.core.frames import RawImage, bgr_as_raw_image, raw_image_to_bgr
+from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor, crop_geometry
+from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
+from sgdn_ros.gpu.processing import GpuDecoder, GpuPreprocessor, decode_on_gpu
+from sgdn_ros.pipeline.detector import CameraImage, Detection, network_preprocess_config
+
+
+class GpuPath:
+    """``ProcessingPath`` on the GPU; see the module docstring.
+
+    Raises ``GpuUnavailableError`` when pycuda, the device or the kernels' compiler is missing.
+    Frames the kernel does not convert (16-bit encodings, the resize policy) are preprocessed
+    on the CPU and their planes uploaded; inference and decoding stay on the GPU.
+    """
+
+    name = "gpu"
+
+    def __init__(self, backend: InferenceBackend, preprocess_config: PreprocessConfig) -> None:
+        if backend.cuda_device is None:
+            raise GpuUnavailableError(
+                f"the {backend.name} backend takes and returns host arrays; GPU processing "
+                "needs a backend that runs in GPU memory (tensorrt, torch on CUDA)")
+        self.backend = backend
+        self.preprocessor = Preprocessor(network_preprocess_config(backend.info,
+                                                                   preprocess_config))
+        self._thread = threading.get_ident()
+        self._context: CudaContext | None = CudaContext(backend.cuda_device)
+        self._gpu_preprocessor: GpuPreprocessor | None = None
+        self._decoder: GpuDecoder | None = None
+        self._stream = None
+        try:
+            self._context.push()
+            self._start_processing()
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return self.preprocessor.config
+
+    def _start_processing(self) -> None:
+        driver = import_pycuda_driver()
+        self._stream = driver.Stream()
+        config, info = self.preprocess_config, self.backend.info
+        try:
+            self._gpu_preprocessor = GpuPreprocessor(
+                self._stream, config.input_height, config.input_width, config.mean_bgr,
+                config.scale)
+            self._decoder = GpuDecoder(self._stream, info.output_height, info.output_width,
+                                       info.num_angle_classes, info.width_channels)
+        except driver.Error as error:  # includes pycuda's CompileError (no nvcc)
+            raise GpuUnavailableError(
+                f"the GPU kernels could not be built or loaded ({type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
+                "install the CUDA toolkit (nvcc) or set gpu_processing to 'off'") from error
+
+    def detect_batch(self, images: Sequence[CameraImage],
+                     decode_config: DecodeConfig) -> list[Detection]:
+        if self._decoder is None:
+            raise RuntimeError("the GPU path is closed; create a new detector")
+        return [self._detect(image, decode_config) for image in images]
+
+    def _detect(self, image: CameraImage, decode_config: DecodeConfig) -> Detection:
+        started = time.perf_counter()
+        planes, geometry = self._planes_on_gpu(image)
+        self._stream.synchronize()
+        preprocessed = time.perf_counter()
+        maps = self.backend.infer_device(int(planes), self._stream.handle)
+        self._stream.synchronize()
+        inferred = time.perf_counter()
+        grasps = decode_on_gpu(self._decoder, *maps, geometry, decode_config)
+        decoded = time.perf_counter()
+        decoder = self._decoder
+        return Detection(
+            grasps=grasps, geometry=geometry, image=image,
+            preprocess_config=self.preprocess_config,
+            confidence_source=lambda: decoder.confidence_map(maps.able),
+            stage_seconds={
+                "preprocess": preprocessed - started,
+                "infer": inferred - preprocessed,
+                "decode": decoded - inferred,
+            })
+
+    def bytes_copied_device_to_host(self) -> int:
+        """What the last frame's decoding copied from the GPU (heatmaps not included)."""
+        return self._decoder.bytes_copied_device_to_host()
+
+    def _planes_on_gpu(self, image: CameraImage) -> tuple[object, CropGeometry]:
+        raw = image if isinstance(image, RawImage) else bgr_as_raw_image(image)
+        geometry = crop_geometry(raw.height, raw.width, self.preprocess_config)
+        if raw.layout.bytes_per_channel == 1 and geometry.scale == 1.0:
+            planes = self._gpu_preprocessor.upload_and_preprocess(raw, geometry)
+            return planes, geometry
+        host_planes, geometry = self.preprocessor(raw_image_to_bgr(raw))
+        return self._gpu_preprocessor.upload_planes(host_planes), geometry
+
+    def close(self) -> None:
+        """Free the GPU buffers and pop the context (on the creating thread); the detector
+        closes the backend after this. Safe to call twice."""
+        if self._context is not None and threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "close the GPU detector on the thread that created it (its CUDA context is "
+                "current there only); the InferenceWorker does this for the node")
+        self._release()
+
+    def _release(self) -> None:
+        for processor in (self._gpu_preprocessor, self._decoder):
+            if processor is not None:
+                processor.close()
+        # The stream must be destroyed here, with the context current on this thread; left to
+        # the garbage collector on another thread it can abort the process.
+        self._gpu_preprocessor = self._decoder = self._stream = None
+        context, self._context = self._context, None
+        if context is not None:
+            context.release()

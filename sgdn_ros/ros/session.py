@@ -1,0 +1,156 @@
+"""Running the installed detector and listening to it: shared by the demo, the benchmark and
+the integration tests, so all three exercise the node the way a robot would."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from rclpy.node import Node
+
+from sgdn_ros.ros.node import NODE_NAME
+
+Stamp = tuple[int, int]
+
+
+class BackgroundSpin:
+    """Spins nodes on a thread of their own until `stop`, which joins it: a thread still
+    inside rclpy when the interpreter exits aborts the process ("terminate called ...")."""
+
+    def __init__(self, *nodes: Node, context=None, threads: int = 1) -> None:
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+        self.executor = (MultiThreadedExecutor(num_threads=threads, context=context)
+                         if threads > 1 else SingleThreadedExecutor(context=context))
+        for node in nodes:
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(10.0)
+
+
+def stamp_key(header) -> Stamp:
+    return (header.stamp.sec, header.stamp.nanosec)
+
+
+def installed_detector() -> tuple[pathlib.Path, pathlib.Path]:
+    """The `detector` executable and the default parameters file of the installed package."""
+    from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+    executable = pathlib.Path(get_package_prefix("sgdn_ros")) / "lib" / "sgdn_ros" / "detector"
+    params = pathlib.Path(get_package_share_directory("sgdn_ros")) / "config" / "detector.yaml"
+    return executable, params
+
+
+class DetectorProcess:
+    """The `detector` executable in a child process, as `ros2 launch` would start it."""
+
+    def __init__(self, parameters: dict[str, object], log_path: pathlib.Path) -> None:
+        executable, params_file = installed_detector()
+        command = [str(executable), "--ros-args", "--params-file", str(params_file)]
+        for name, value in parameters.items():
+            command += ["-p", f"{name}:={_yaml_value(value)}"]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (as Ctrl-C or launch does), then SIGKILL if it does not end in time."""
+        if self.running():
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+        return self._process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else "''"
+    return str(value)
+
+
+class Recorder:
+    """Keeps every message of one topic, keyed by header stamp, and wakes waiters."""
+
+    def __init__(self, node: Node, message_type, topic: str, qos=10) -> None:
+        self.messages: list = []
+        self._condition = threading.Condition()
+        self.subscription = node.create_subscription(message_type, topic, self._store, qos)
+
+    def _store(self, message) -> None:
+        with self._condition:
+            self.messages.append(message)
+            self._condition.notify_all()
+
+    def by_stamp(self, stamp: Stamp):
+        with self._condition:
+            return next((m for m in self.messages if stamp_key(m.header) == stamp), None)
+
+    def wait_for_stamp(self, stamp: Stamp, timeout_s: float):
+        """The message answering the frame stamped `stamp`, or None after `timeout_s`."""
+        if self.wait_for(lambda _messages: self.by_stamp(stamp) is not None, timeout_s):
+            return self.by_stamp(stamp)
+        return None
+
+    def wait_for(self, predicate: Callable[[Sequence], bool], timeout_s: float) -> bool:
+        """Wait (while another thread spins the node) until predicate(messages) holds."""
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while not predicate(self.messages):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+            return True
+
+
+def publish_until_answered(
+    publish: Callable[[], object], answers: Recorder, timeout_s: float, retry_s: float = 1.0
+):
+    """Publish a frame (`publish` returns the message) until an answer with its stamp arrives.
+
+    Best-effort frames sent right after discovery can precede the reader's side of the match
+    and be lost; a camera just sends the next frame, and so does this. Returns the answer and
+    the message it answers, or (None, None) after `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = publish()
+        answer = answers.wait_for_stamp(stamp_key(message.header), retry_s)
+        if answer is not None:
+            return answer, message
+    return None, None
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+DETECTOR_HEATMAP_TOPIC = f"/{NODE_NAME}/heatmap"

@@ -1,0 +1,278 @@
+"""The `sgdn-ros` command line.
+
+`detect` and `txt` need no ROS; `play`, `demo` and `bench` import rclpy when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+
+from sgdn_ros.core.decoding import DECODE_MODES, DecodeConfig, Grasp
+
+
+def _grasp_record(grasp: Grasp) -> dict[str, float | int | None]:
+    return {
+        "u": round(grasp.col, 2), "v": round(grasp.row, 2),
+        "angle": round(grasp.angle, 5), "angle_deg": round(math.degrees(grasp.angle), 2),
+        "width_px": round(grasp.width_px, 2),
+        "width_m": None if math.isnan(grasp.width_m) else round(grasp.width_m, 5),
+        "confidence": round(grasp.confidence, 5), "angle_class": grasp.angle_class,
+    }
+
+
+def _decode_config(args: argparse.Namespace) -> DecodeConfig:
+    return DecodeConfig(
+        mode=args.mode, confidence_threshold=args.threshold, min_distance=args.min_distance,
+        max_grasps=args.max_grasps, max_width_px=args.max_width_px,
+        metres_per_pixel=args.metres_per_pixel)
+
+
+def command_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from sgdn_ros.backends import create_backend
+    from sgdn_ros.core.drawing import draw_grasps
+    from sgdn_ros.core.image_files import image_files, read_bgr
+    from sgdn_ros.core.preprocessing import PreprocessConfig
+    from sgdn_ros.models.default import resolve_model_path
+    from sgdn_ros.pipeline.factory import cpu_detector
+
+    model_path, description = resolve_model_path(args.model)
+    print(f"sgdn-ros detect: {description}", file=sys.stderr)
+    detector = cpu_detector(
+        create_backend(args.backend, model_path),
+        PreprocessConfig(small_image_policy=args.small_image_policy), _decode_config(args))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    with detector.backend:
+        for path in image_files(args.images):
+            image = read_bgr(path)
+            detection = detector.detect(image)
+            record = {
+                "image": str(path),
+                "grasps": [_grasp_record(grasp) for grasp in detection.grasps],
+                "stage_ms": {stage: round(seconds * 1e3, 3)
+                             for stage, seconds in detection.stage_seconds.items()},
+            }
+            print(json.dumps(record), flush=True)
+            if args.out:
+                annotated = draw_grasps(image, detection.grasps)
+                cv2.imwrite(str(args.out / f"{path.stem}_grasps.png"), annotated)
+    return 0
+
+
+def command_txt(args: argparse.Namespace) -> int:
+    from sgdn_ros.core.image_files import read_bgr
+    from sgdn_ros.core.preprocessing import PreprocessConfig, crop_bgr, write_sample_txt
+
+    crop, geometry = crop_bgr(
+        read_bgr(args.image), PreprocessConfig(small_image_policy=args.small_image_policy))
+    write_sample_txt(crop, args.output)
+    print(f"wrote {args.output}: the {crop.shape[0]}x{crop.shape[1]} crop at (row {geometry.top},"
+          f" col {geometry.left}) of {args.image}, 3 x {crop.shape[0]} lines (B, G, R)")
+    return 0
+
+
+def command_play(args: argparse.Namespace) -> int:
+    import rclpy
+
+    from sgdn_ros.core.image_files import image_files
+    from sgdn_ros.ros.player import ImagePlayer
+
+    rclpy.init()
+    node = rclpy.create_node("sgdn_player")
+    try:
+        player = ImagePlayer(node, image_files(args.paths), topic=args.topic,
+                             frame_id=args.frame_id, compressed=args.compressed)
+        print(f"playing {len(player.images)} image(s) on {player.topic_name} at {args.rate} Hz"
+              f"{' (looping)' if args.loop else ''}")
+        period = 1.0 / args.rate
+        next_time = time.monotonic()
+        for count, index in enumerate(player.indices(args.loop)):
+            if args.count and count >= args.count:
+                break
+            player.publish(index)
+            next_time += period
+            rclpy.spin_once(node, timeout_sec=max(0.0, next_time - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from sgdn_ros.tools.demo import run_demo
+
+    return run_demo(args.out, count=args.count, seed=args.seed)
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    from sgdn_ros.tools.bench import run_benchmark
+
+    return run_benchmark(frames=args.frames, write=args.write)
+
+
+def command_export(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sgdn_ros.network.checkpoint import load_checkpoint
+    from sgdn_ros.network.export import check_parity, export_onnx
+    from sgdn_ros.training.scenes import render_tabletop_scene
+
+    model, config = load_checkpoint(args.checkpoint)
+    if args.upsample:
+        config = dataclasses.replace(config, upsample=args.upsample)
+    images = [render_tabletop_scene(seed, num_objects=1 + seed % 3)[0] for seed in range(3)]
+    outputs = [(args.output, False)]
+    if args.fp16:
+        outputs.append((args.output.with_name(f"{args.output.stem}_fp16.onnx"), True))
+    for path, fp16 in outputs:
+        export_onnx(model, config, path, opset=args.opset, fp16=fp16)
+        size_mb = path.stat().st_size / 1e6
+        print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, {config.backbone}, "
+              f"K = {config.num_angle_classes}, upsample {config.upsample}"
+              f"{', FP16 with float32 inputs/outputs' if fp16 else ''})")
+        print("\n".join(check_parity(model, path, images).lines()))
+    return 0
+
+
+def command_make_test_model(args: argparse.Namespace) -> int:
+    from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
+
+    path = save_synthetic_sgdn_model(
+        args.output, num_angle_classes=args.classes,
+        width_channels=args.classes if args.width_per_class else 1)
+    print(f"wrote {path}: synthetic SGDN-contract model, K = {args.classes}")
+    return 0
+
+
+def command_make_scenes(args: argparse.Namespace) -> int:
+    from sgdn_ros.training.scenes import write_demo_scenes
+
+    scenes = write_demo_scenes(args.folder, count=args.count, seed=args.seed)
+    print(f"wrote {len(scenes)} tabletop scenes (PNG + scenes.json) to {args.folder}")
+    return 0
+
+
+def _delegate_to(module_name: str):
+    """`train` and `evaluate` keep their own argument parsers (torch is imported only there)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module = importlib.import_module(f"sgdn_ros.training.{module_name}")
+        return module.main(args.arguments)
+
+    return run
+
+
+def _add_decode_options(parser: argparse.ArgumentParser) -> None:
+    defaults = DecodeConfig()
+    parser.add_argument("--mode", choices=DECODE_MODES, default=defaults.mode)
+    parser.add_argument("--threshold", type=float, default=defaults.confidence_threshold,
+                        help="confidence threshold (default %(default)s)")
+    parser.add_argument("--min-distance", type=int, default=defaults.min_distance)
+    parser.add_argument("--max-grasps", type=int, default=defaults.max_grasps)
+    parser.add_argument("--max-width-px", type=float, default=defaults.max_width_px)
+    parser.add_argument("--metres-per-pixel", type=float, default=defaults.metres_per_pixel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sgdn_ros.backends import BACKEND_CHOICES
+    from sgdn_ros.backends.tensorrt.engine import add_engine_commands
+    from sgdn_ros.core.preprocessing import SMALL_IMAGE_POLICIES
+
+    parser = argparse.ArgumentParser(prog="sgdn-ros", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    detect = commands.add_parser("detect", help="grasps in image files, as JSON lines (no ROS)")
+    detect.add_argument("images", nargs="+", help="image files or folders")
+    detect.add_argument("--model", default="", help="SGDN ONNX model (default: built-in)")
+    detect.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    detect.add_argument("--out", type=pathlib.Path, help="folder for annotated PNGs")
+    detect.add_argument("--small-image-policy", choices=SMALL_IMAGE_POLICIES, default="pad")
+    _add_decode_options(detect)
+    detect.set_defaults(run=command_detect)
+
+    txt = commands.add_parser("txt", help="an image as the published C++ sample's txt input")
+    txt.add_argument("image", type=pathlib.Path)
+    txt.add_argument("-o", "--output", type=pathlib.Path, required=True)
+    txt.add_argument("--small-image-policy", choices=SMALL_IMAGE_POLICIES, default="pad")
+    txt.set_defaults(run=command_txt)
+
+    play = commands.add_parser("play", help="publish images as a camera would (ROS)")
+    play.add_argument("paths", nargs="+", help="image files or folders")
+    play.add_argument("--topic", default="image_raw")
+    play.add_argument("--rate", type=float, default=5.0, help="frames per second")
+    play.add_argument("--frame-id", default="camera")
+    play.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage")
+    play.add_argument("--once", dest="loop", action="store_false", help="do not loop")
+    play.add_argument("--count", type=int, default=0, help="stop after N frames (0: never)")
+    play.set_defaults(run=command_play)
+
+    demo = commands.add_parser("demo", help="the detector end to end on sample scenes (ROS)")
+    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    demo.add_argument("--count", type=int, default=6, help="number of scenes")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=command_demo)
+
+    bench = commands.add_parser("bench", help="per-stage and end-to-end timings (CPU, ROS)")
+    bench.add_argument("--frames", type=int, default=60)
+    bench.add_argument("--write", type=pathlib.Path, help="write the figures to this Markdown file")
+    bench.set_defaults(run=command_bench)
+
+    export = commands.add_parser(
+        "export", help="PyTorch checkpoint -> ONNX (published tensor names), with a parity check")
+    export.add_argument("checkpoint", type=pathlib.Path,
+                        help="state_dict (published AFFGA-Net) or sgdn_ros checkpoint")
+    export.add_argument("-o", "--output", type=pathlib.Path, required=True)
+    export.add_argument("--opset", type=int, default=17,
+                        help="17 parses on TensorRT 8.5 to 11; for TensorRT 7: 11, nearest")
+    export.add_argument("--upsample", choices=("bilinear", "nearest"),
+                        help="override the checkpoint's upsampling (nearest for TensorRT 7)")
+    export.add_argument("--fp16", action="store_true",
+                        help="also write <output>_fp16.onnx (FP16 weights, float32 I/O)")
+    export.set_defaults(run=command_export)
+
+    add_engine_commands(commands)
+
+    for name, module, text in (("train", "train", "train SGDN on synthetic grasp scenes"),
+                               ("evaluate", "evaluate", "Cornell rectangle metric, held-out")):
+        delegated = commands.add_parser(name, help=text, add_help=False)
+        delegated.add_argument("arguments", nargs=argparse.REMAINDER)
+        delegated.set_defaults(run=_delegate_to(module))
+
+    model = commands.add_parser("make-test-model", help="write the synthetic SGDN-contract model")
+    model.add_argument("output", type=pathlib.Path)
+    model.add_argument("--classes", type=int, default=120, help="angle classes K")
+    model.add_argument("--width-per-class", action="store_true", help="width with K channels")
+    model.set_defaults(run=command_make_test_model)
+
+    scenes = commands.add_parser("make-scenes", help="write sample tabletop scenes")
+    scenes.add_argument("folder", type=pathlib.Path)
+    scenes.add_argument("--count", type=int, default=8)
+    scenes.add_argument("--seed", type=int, default=0)
+    scenes.set_defaults(run=command_make_scenes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown and getattr(args, "arguments", None) is None:
+        build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.arguments = unknown + args.arguments
+    try:
+        return args.run(args)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"sgdn-ros {args.command}: {error}", file=sys.stderr)
+        return 2
