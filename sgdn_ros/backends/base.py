@@ -37,7 +37,12 @@ class InferenceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a loaded model takes and gives; all dimensions are static."""
+    """What a loaded model takes and gives.
+
+    ``input_shape`` is one frame's input, (1, C, H, W). ``max_batch`` is how many frames one
+    ``infer`` call takes: 1 for a model exported with a static batch, more for a dynamic batch
+    axis. Callers with more frames split them (``sgdn_ros.pipeline.detector.batches``).
+    """
 
     input_name: str
     input_shape: tuple[int, int, int, int]
@@ -48,6 +53,7 @@ class ModelInfo:
     width_channels: int
     output_height: int
     output_width: int
+    max_batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,14 @@ class InferenceBackend(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, planes: np.ndarray) -> ModelOutputs:
-        """Run one frame: ``planes`` is float32 with shape ``info.input_shape``."""
+        """Run N frames at once: ``planes`` is float32 (N, C, H, W), 1 <= N <= ``max_batch``,
+        one frame shaped like ``info.input_shape``; each output map has N as its first axis."""
 
-    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
-        """Run one frame whose planes are already in GPU memory, so pre- and post-processing
-        can stay on the GPU. Enqueued on the CUDA stream ``stream_handle``: the planes must be
-        written, and the maps are read, in that stream's order. The maps stay valid until the
+    def infer_device(self, planes_ptr: int, stream_handle: int, batch: int = 1) -> DeviceMaps:
+        """Run ``batch`` frames whose planes are already in GPU memory (contiguous, frame after
+        frame), so pre- and post-processing can stay on the GPU. Enqueued on the CUDA stream
+        ``stream_handle``: the planes must be written, and the maps are read, in that stream's
+        order. Each map holds the frames one after the other. The maps stay valid until the
         next inference. Only for backends whose ``cuda_device`` is not None.
         """
         raise InferenceError(

@@ -66,6 +66,13 @@ class ProcessingPath(Protocol):
         """Release what the path holds (not the backend)."""
 
 
+def batches(images: Sequence[CameraImage], max_batch: int) -> list[Sequence[CameraImage]]:
+    """``images`` in consecutive groups of at most ``max_batch``, the most one inference takes."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    return [images[start:start + max_batch] for start in range(0, len(images), max_batch)]
+
+
 def network_preprocess_config(info: ModelInfo, config: PreprocessConfig) -> PreprocessConfig:
     """``config`` with the input size the model takes; refuses models that are not fed BGR."""
     _batch, channels, height, width = info.input_shape
