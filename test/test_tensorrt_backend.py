@@ -21,15 +21,11 @@ from sgdn_ros.backends import (
     create_backend,
 )
 from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from sgdn_ros.backends.tensorrt.engine import (
-    NO_GPU,
-    EngineBuildError,
-    EngineSettings,
-    TensorRTUnavailable,
-    detect_gpu,
-    load_tensorrt,
-)
+from sgdn_ros.backends.tensorrt.errors import EngineBuildError, TensorRTUnavailable
+from sgdn_ros.backends.tensorrt.gpu_identity import NO_GPU, detect_gpu
+from sgdn_ros.backends.tensorrt.module import load_tensorrt
 from sgdn_ros.backends.tensorrt.runtime import TensorRTBackend, load_engine
+from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 from sgdn_ros.training.scenes import render_tabletop_scene

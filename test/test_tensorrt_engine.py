@@ -22,22 +22,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from sgdn_ros.backends.tensorrt.engine import (
-    GPU_SOURCES,
-    MIN_TENSORRT,
-    MODULE_NAMES,
-    NO_GPU,
-    RTX_MODULE,
-    EngineBuildError,
-    EngineSettings,
-    TensorRTModule,
-    TensorRTUnavailable,
-    add_engine_commands,
-    check_supported,
-    detect_gpu,
-    get_engine,
-    load_tensorrt,
-)
+from sgdn_ros.backends.tensorrt.engine import get_engine
 from sgdn_ros.backends.tensorrt.engine_cache import (
     CachedPlanError,
     EngineIO,
@@ -48,8 +33,21 @@ from sgdn_ros.backends.tensorrt.engine_cache import (
     read_record,
     sidecar_path,
 )
+from sgdn_ros.backends.tensorrt.errors import EngineBuildError, TensorRTUnavailable
+from sgdn_ros.backends.tensorrt.gpu_identity import GPU_SOURCES, NO_GPU, detect_gpu
+from sgdn_ros.backends.tensorrt.module import (
+    MIN_TENSORRT,
+    MODULE_NAMES,
+    RTX_MODULE,
+    TensorRTModule,
+    check_supported,
+    load_tensorrt,
+)
+from sgdn_ros.backends.tensorrt.onnx_identity import onnx_identity
+from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.models.default import TRAINED_MODEL
 from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
+from sgdn_ros.tools.engine_commands import add_engine_commands
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -152,11 +150,13 @@ def test_module_imports_and_explains_itself_without_any_tensorrt() -> None:
     script = (
         "import sys\n"
         "sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"
-        "import sgdn_ros.backends.tensorrt.engine as engine\n"
+        "import sgdn_ros.tools.engine_commands\n"
+        "from sgdn_ros.backends.tensorrt.errors import TensorRTUnavailable\n"
+        "from sgdn_ros.backends.tensorrt.module import load_tensorrt\n"
         "assert 'onnx' not in sys.modules, 'onnx imported at module import'\n"
         "try:\n"
-        "    engine.load_tensorrt()\n"
-        "except engine.TensorRTUnavailable as error:\n"
+        "    load_tensorrt()\n"
+        "except TensorRTUnavailable as error:\n"
         "    print(error)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -164,6 +164,14 @@ def test_module_imports_and_explains_itself_without_any_tensorrt() -> None:
     assert result.returncode == 0, result.stderr
     assert "no TensorRT module imports (tensorrt:" in result.stdout
     assert "tensorrt_rtx:" in result.stdout and f">= {MIN_TENSORRT}" in result.stdout
+
+
+def test_onnx_identity_is_the_files_sha256_and_its_static_inputs(synthetic_k18,
+                                                                  tmp_path) -> None:
+    assert onnx_identity(synthetic_k18) == (
+        hashlib.sha256(synthetic_k18.read_bytes()).hexdigest(), "input:float32[1,3,320,320]")
+    with pytest.raises(EngineBuildError, match="ONNX model not found"):
+        onnx_identity(tmp_path / "missing.onnx")
 
 
 def test_gpu_detection_answers_with_an_identity_or_the_placeholder() -> None:

@@ -13,7 +13,7 @@ What ``load_cached_plan`` checks, here and on any machine: the sidecar exists an
 key equals the expected one (otherwise it names the fields that differ), the plan's size equals
 the recorded size (a truncated plan is caught before it is read), and its sha256 equals the
 recorded one (a corrupt, replaced or half-paired plan). Whether TensorRT can deserialize the
-plan is checked by the caller where a GPU is at hand (``tensorrt_engine.get_engine``): a
+plan is checked by the caller where a GPU is at hand (``engine.get_engine``): a
 CPU-only TensorRT-RTX build machine cannot deserialize at all.
 
 Both files are written atomically (temporary file, fsync, rename): a crash leaves the old pair,

@@ -1,6 +1,6 @@
 """SGDN as a TensorRT engine on a CUDA GPU, run through pycuda on the inference thread.
 
-The engine comes from the on-disk cache (``tensorrt_engine.get_engine``), built from the ONNX
+The engine comes from the on-disk cache (``engine.get_engine``), built from the ONNX
 model on first use. Everything the engine reads and writes lives in buffers allocated once and
 found by tensor NAME, so each frame is one upload, one ``execute_async_v3`` and three downloads
 on one non-default stream, through page-locked host buffers.
@@ -35,14 +35,10 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
-from sgdn_ros.backends.tensorrt.engine import (
-    CachedEngine,
-    EngineSettings,
-    EngineUnrunnable,
-    TensorRTUnavailable,
-    get_engine,
-    load_tensorrt,
-)
+from sgdn_ros.backends.tensorrt.engine import CachedEngine, get_engine
+from sgdn_ros.backends.tensorrt.errors import EngineUnrunnable, TensorRTUnavailable
+from sgdn_ros.backends.tensorrt.module import load_tensorrt
+from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensor_buffers import TensorBuffers, TensorSpec
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
 
