@@ -16,7 +16,7 @@ from sgdn_ros.training.cornell import (
     load_cornell_sample,
     read_cornell_rectangles,
 )
-from sgdn_ros.training.grasp_scenes import GraspRectangle
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
 
 # Two rectangles as (x, y) = (column, row) corners, then a NaN group as the data set has.
 CPOS = """\

@@ -3,25 +3,37 @@ rectangle across its object, clear of the others."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import time
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
 import pytest
 
-from sgdn_ros.training.grasp_scenes import (
+from sgdn_ros.training.grasp_rectangles import (
     GRASP_CLEARANCE_PX,
-    MIN_LUMINANCE_CONTRAST,
     ROUND_OBJECT_ANGLE_STEPS,
     GraspRectangle,
-    generate_grasp_scene,
-    luminance,
     object_grasp_rectangles,
 )
-from sgdn_ros.training.scenes import OBJECT_PALETTE_BGR, SceneObject, object_coverage
+from sgdn_ros.training.grasp_scenes import generate_grasp_scene
+from sgdn_ros.training.labels import label_maps
+from sgdn_ros.training.scene_looks import MIN_LUMINANCE_CONTRAST, luminance
+from sgdn_ros.training.scene_objects import OBJECT_PALETTE_BGR, SceneObject, object_coverage
+from sgdn_ros.training.scenes import render_tabletop_scene
 
 SEEDS = range(60)
+
+# sha256 of generated data for fixed seeds, recorded before the training modules were split:
+# a change to any of these means the training data (or the demo scenes) changed, not only code.
+PINNED_DIGESTS = {
+    "grasp scenes": "56ad29193b246762d758a358b8e846db43ed58784a061216d2e554f36df579b7",
+    "demo scenes": "2bcdef21da5d0b22ef9ea769cfc1864a4d90fe8730a36c67b88081390ccb1c6e",
+    "label maps": "871d4a7c0201b8c44e79b96b03efaa6b8b8c9c2a7dc6acaa9c68026f0aa4146e",
+}
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +249,48 @@ def test_generation_speed_is_measured(record_property):
     record_property("ms_per_320x320_scene", round(per_scene_ms, 2))
     print(f"\ngenerate_grasp_scene: {per_scene_ms:.1f} ms per 320x320 scene")
     assert all(scene.objects and scene.image.shape == (320, 320, 3) for scene in generated)
+
+
+def scene_digest(image: np.ndarray, objects: Sequence[object],
+                 rectangles: Sequence[GraspRectangle] = ()) -> str:
+    """sha256 of an image's shape and bytes and of the exact values of its objects and grasps."""
+    digest = hashlib.sha256()
+    digest.update(repr(image.shape).encode())
+    digest.update(image.tobytes())
+    digest.update(repr([dataclasses.astuple(obj) for obj in objects]).encode())
+    digest.update(repr([dataclasses.astuple(rectangle) for rectangle in rectangles]).encode())
+    return digest.hexdigest()
+
+
+def grasp_scene_digests() -> Iterator[str]:
+    """Seeds 0..11 hold varied and demo-style (seed 11) scenes, round and elongated objects;
+    one more scene is not square and has up to six objects."""
+    for seed in range(12):
+        scene = generate_grasp_scene(seed)
+        yield scene_digest(scene.image, scene.objects, scene.rectangles)
+    scene = generate_grasp_scene(5, height=240, width=400, max_objects=6)
+    yield scene_digest(scene.image, scene.objects, scene.rectangles)
+
+
+def demo_scene_digests() -> Iterator[str]:
+    for seed in range(3):
+        yield scene_digest(*render_tabletop_scene(seed, num_objects=1 + seed))
+
+
+def label_map_digests() -> Iterator[str]:
+    for seed in (0, 7):
+        scene = generate_grasp_scene(seed)
+        for classes in (18, 120):
+            maps = label_maps(scene.rectangles, 320, 320, classes)
+            yield hashlib.sha256(maps.able.tobytes() + maps.angle.tobytes()
+                                 + maps.width.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name, digests", [
+    ("grasp scenes", grasp_scene_digests), ("demo scenes", demo_scene_digests),
+    ("label maps", label_map_digests)])
+def test_generated_data_matches_its_pinned_digest(name, digests):
+    combined = hashlib.sha256()
+    for digest in digests():
+        combined.update(digest.encode())
+    assert combined.hexdigest() == PINNED_DIGESTS[name]

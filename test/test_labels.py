@@ -8,13 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from sgdn_ros.training.grasp_scenes import (
-    GraspRectangle,
-    generate_grasp_scene,
-    object_grasp_rectangles,
-)
+from sgdn_ros.training.grasp_rectangles import GraspRectangle, object_grasp_rectangles
+from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.labels import angle_class, label_maps
-from sgdn_ros.training.scenes import SceneObject
+from sgdn_ros.training.scene_objects import SceneObject
 
 
 @pytest.mark.parametrize("angle, classes, expected", [

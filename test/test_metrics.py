@@ -10,7 +10,8 @@ import pytest
 
 from sgdn_ros.core.decoding import DecodeConfig, Grasp, decode_grasps
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.training.grasp_scenes import GraspRectangle, generate_grasp_scene
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
+from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.labels import label_maps
 from sgdn_ros.training.metrics import (
     angle_difference,

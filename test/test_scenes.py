@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 
 from sgdn_ros.models.synthetic import DARK_START_BRIGHTNESS, FULLY_DARK_BRIGHTNESS
+from sgdn_ros.training.scene_objects import SHAPES, SceneObject, object_coverage
 from sgdn_ros.training.scenes import (
     LENGTH_RANGE_PX,
     MIN_OBJECT_GAP_PX,
     SCENE_TRUTH_FILE,
-    SHAPES,
     THICKNESS_RANGE_PX,
-    SceneObject,
     network_crop_bounds,
-    object_coverage,
     render_tabletop_scene,
     write_demo_images,
     write_demo_scenes,

@@ -23,7 +23,7 @@ from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor  # noqa: 
 from sgdn_ros.network.checkpoint import load_checkpoint  # noqa: E402
 from sgdn_ros.network.export import export_onnx  # noqa: E402
 from sgdn_ros.network.network import PRESETS, build_sgdn  # noqa: E402
-from sgdn_ros.training import evaluate, train  # noqa: E402
+from sgdn_ros.training import evaluate, losses, train  # noqa: E402
 from sgdn_ros.training.dataset import GraspSceneDataset, collate_scenes  # noqa: E402
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene  # noqa: E402
 from sgdn_ros.training.labels import label_maps  # noqa: E402
@@ -94,13 +94,13 @@ def test_loss_is_near_zero_for_right_logits_and_reads_angle_and_width_only_at_gr
     dataset = GraspSceneDataset(2, seed_start=40, num_angle_classes=18, width_channels=1)
     batch = collate_scenes([dataset[0], dataset[1]])
     able, angle, width = _logits_matching(batch, config, margin=12.0)
-    right = train.sgdn_loss(able, angle, width, batch)
+    right = losses.sgdn_loss(able, angle, width, batch)
     assert float(right.total) < 1e-3
-    wrong = train.sgdn_loss(-able, -angle, width + 3.0, batch)
+    wrong = losses.sgdn_loss(-able, -angle, width + 3.0, batch)
     assert min(float(wrong.able), float(wrong.angle), float(wrong.width)) > 0.1
     off_grasp = torch.ones((2, 1, 320, 320), dtype=torch.bool)
     off_grasp.view(-1)[batch.positive_index] = False
-    changed = train.sgdn_loss(able, angle + 5.0 * off_grasp, width - 5.0 * off_grasp, batch)
+    changed = losses.sgdn_loss(able, angle + 5.0 * off_grasp, width - 5.0 * off_grasp, batch)
     assert float(changed.angle) == pytest.approx(float(right.angle))
     assert float(changed.width) == pytest.approx(float(right.width))
 

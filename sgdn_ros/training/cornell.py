@@ -31,7 +31,8 @@ import numpy as np
 
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, crop_bgr
-from sgdn_ros.training.grasp_scenes import GraspRectangle, GraspScene
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
+from sgdn_ros.training.grasp_scenes import GraspScene
 
 POSITIVE_SUFFIX = "cpos.txt"
 IMAGE_SUFFIX = "r.png"

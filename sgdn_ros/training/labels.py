@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sgdn_ros.training.grasp_scenes import GraspRectangle
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
 
 _SAME_LINE_TOLERANCE_PX = 0.5
 

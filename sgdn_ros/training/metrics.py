@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from sgdn_ros.core.decoding import Grasp
-from sgdn_ros.training.grasp_scenes import GraspRectangle
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
 
 IOU_THRESHOLD = 0.25
 ANGLE_THRESHOLD = math.radians(30.0)

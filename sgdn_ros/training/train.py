@@ -1,7 +1,7 @@
 """Train SGDN on generated grasp scenes, on the CPU or one CUDA GPU.
 
 Every step draws fresh scenes (seeds ``train_seed_start`` onwards), so there is no epoch and
-nothing to shuffle. The loss follows AFFGA-Net's three heads (see ``sgdn_loss``). The run is
+nothing to shuffle. The loss follows AFFGA-Net's three heads (``losses.sgdn_loss``). The run is
 meant to survive time limits: a checkpoint is written every ``checkpoint_every`` steps and at
 the end, and SIGINT or SIGTERM stops it after the current step with the checkpoint saved.
 With ``time_limit_s`` the learning-rate schedule runs on whichever of steps and time is further
@@ -11,7 +11,6 @@ along, so a run cut short by its time limit still ends with the learning rate an
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -20,16 +19,13 @@ import pathlib
 import shlex
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
-from types import FrameType, TracebackType
 
 import cv2
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -37,16 +33,12 @@ from sgdn_ros.backends.torch_backend import resolve_torch_device
 from sgdn_ros.network.checkpoint import save_checkpoint
 from sgdn_ros.network.network import PRESETS, SGDN, SGDNConfig, build_sgdn
 from sgdn_ros.training.dataset import GraspBatch, GraspSceneDataset, collate_scenes
+from sgdn_ros.training.losses import LossParts, set_able_prior, sgdn_loss
+from sgdn_ros.training.run_control import LossLog, StopSignals
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_LOG_FILE = "losses.csv"
 SUMMARY_FILE = "summary.json"
-# Focal weighting of the able loss, RetinaNet's values (Lin et al. 2017): see sgdn_loss.
-ABLE_FOCAL_ALPHA = 0.25
-ABLE_FOCAL_GAMMA = 2.0
-# The able head starts out predicting this grasp probability everywhere (RetinaNet's prior), so
-# the first steps are not spent pushing 99.9 % of the pixels down from 0.5.
-ABLE_PRIOR_PROBABILITY = 0.01
 WARMUP_FRACTION = 0.05
 
 
@@ -120,16 +112,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class LossParts:
-    """The training loss and its three parts (scalars; ``total`` carries the gradient)."""
-
-    total: torch.Tensor
-    able: torch.Tensor
-    angle: torch.Tensor
-    width: torch.Tensor
-
-
-@dataclass(frozen=True)
 class TrainResult:
     """What a run did. ``losses`` holds the total loss of every completed step.
 
@@ -147,51 +129,6 @@ class TrainResult:
     samples_per_second: float
 
 
-def sgdn_loss(able_logits: torch.Tensor, angle_logits: torch.Tensor, width_logits: torch.Tensor,
-              batch: GraspBatch) -> LossParts:
-    """AFFGA-Net's loss, computed in float32 whatever precision the network ran in.
-
-    - able: binary cross-entropy over every pixel, focal-weighted and divided by the number of
-      grasp-centre pixels. Those are about 0.5 % of the pixels; a positive weight large enough to
-      balance that (~200) would push the confidence up over whole objects and blur the peak the
-      decoder picks, while the focal factor (1 - p_t)^gamma mutes the easy table pixels and keeps
-      the hard ones near objects, which is where the peak is decided.
-    - angle: BCE over the K classes (multi-hot targets) at grasp-centre pixels only, summed over
-      classes and averaged over pixels, so its size does not shrink as K grows.
-    - width: BCE between sigmoid(width) and width / max width, at grasp-centre pixels and valid
-      width channels, minus the target's own entropy so that a perfect prediction scores 0.
-    """
-    positives = batch.positive_index.numel()
-    denominator = max(positives, 1)
-    able_loss = _focal_bce(able_logits.float(), batch.able).sum() / denominator
-    angle_at_positives = _at_pixels(angle_logits, batch.positive_index).float()
-    angle_loss = F.binary_cross_entropy_with_logits(
-        angle_at_positives, batch.angle, reduction="sum") / denominator
-    width_at_positives = _at_pixels(width_logits, batch.positive_index).float()
-    width_excess = (
-        F.binary_cross_entropy_with_logits(width_at_positives, batch.width, reduction="none")
-        - F.binary_cross_entropy(batch.width, batch.width, reduction="none"))
-    width_loss = (width_excess * batch.width_mask).sum() / batch.width_mask.sum().clamp(min=1.0)
-    return LossParts(total=able_loss + angle_loss + width_loss, able=able_loss,
-                     angle=angle_loss, width=width_loss)
-
-
-def _focal_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-pixel focal binary cross-entropy with ABLE_FOCAL_ALPHA and ABLE_FOCAL_GAMMA."""
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    probability = torch.sigmoid(logits)
-    p_true = probability * targets + (1 - probability) * (1 - targets)
-    alpha = ABLE_FOCAL_ALPHA * targets + (1 - ABLE_FOCAL_ALPHA) * (1 - targets)
-    return alpha * (1 - p_true).pow(ABLE_FOCAL_GAMMA) * cross_entropy
-
-
-def _at_pixels(maps: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
-    """Rows (P, C) of an (N, C, H, W) map at flat (N, H, W) indices, without copying the map."""
-    pixels_per_image = maps.shape[2] * maps.shape[3]
-    images = torch.div(flat_index, pixels_per_image, rounding_mode="floor")
-    return maps.flatten(2)[images, :, flat_index % pixels_per_image]
-
-
 def learning_rate_at(progress: float, peak: float) -> float:
     """Linear warm-up over the first WARMUP_FRACTION of the run, then cosine decay to 0."""
     progress = min(max(progress, 0.0), 1.0)
@@ -199,35 +136,6 @@ def learning_rate_at(progress: float, peak: float) -> float:
         return peak * progress / WARMUP_FRACTION
     decay = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
     return peak * 0.5 * (1.0 + math.cos(math.pi * decay))
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM ask the loop to stop after the current step; a second one stops at once.
-
-    Handlers can only be installed from the main thread; elsewhere signals keep their handlers.
-    """
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        print(f"train: {self.received} received, stopping after this step "
-              "(send it again to stop at once)", flush=True)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def _init_worker(_worker_id: int) -> None:
@@ -261,12 +169,6 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
         lr=config.learning_rate)
 
 
-def _set_able_prior(model: SGDN) -> None:
-    final_conv = model.decoder.able_conv[-1]
-    nn.init.constant_(final_conv.bias,
-                      -math.log((1 - ABLE_PRIOR_PROBABILITY) / ABLE_PRIOR_PROBABILITY))
-
-
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA GPUs that support it; no gradient scaling is needed with bf16."""
     if not config.amp or device.type != "cuda":
@@ -275,42 +177,6 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
         print("train: this GPU has no bf16; training in float32", flush=True)
         return None
     return torch.bfloat16
-
-
-class _LossLog:
-    """losses.csv, one row per step. Step losses stay on the device until a log line is due,
-    so the GPU is synchronised once per ``log_every`` steps, not every step."""
-
-    COLUMNS = ("step", "loss", "able", "angle", "width", "learning_rate")
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(self.COLUMNS)
-        self._pending: list[tuple[int, float, torch.Tensor]] = []
-        self.totals: list[float] = []
-
-    def add(self, step: int, learning_rate: float, parts: LossParts) -> None:
-        values = torch.stack([parts.total, parts.able, parts.angle, parts.width]).detach()
-        self._pending.append((step, learning_rate, values))
-
-    def flush(self) -> list[float] | None:
-        """Write pending rows; return the last step's (loss, able, angle, width), if any."""
-        if not self._pending:
-            return None
-        rows = torch.stack([values for _, _, values in self._pending]).cpu().tolist()
-        for (step, learning_rate, _), losses in zip(self._pending, rows):
-            self._writer.writerow([step, *(f"{value:.6g}" for value in losses),
-                                   f"{learning_rate:.6g}"])
-            self.totals.append(losses[0])
-        self._pending.clear()
-        self._file.flush()
-        return rows[-1]
-
-    def close(self) -> None:
-        self.flush()
-        self._file.close()
 
 
 def train(config: TrainConfig, output_dir: str | PathLike[str], *,
@@ -326,7 +192,7 @@ def train(config: TrainConfig, output_dir: str | PathLike[str], *,
     torch.manual_seed(config.seed)
     model_config = config.model_config()
     model = build_sgdn(model_config)
-    _set_able_prior(model)
+    set_able_prior(model)
     memory_format = (torch.channels_last if config.channels_last and device.type == "cuda"
                      else torch.contiguous_format)
     model = model.to(device, memory_format=memory_format).train()
@@ -336,7 +202,7 @@ def train(config: TrainConfig, output_dir: str | PathLike[str], *,
     autocast_dtype = _autocast_dtype(config, device)
     loader = _scene_loader(config, model_config, device)
     checkpoint_path = output / CHECKPOINT_FILE
-    log = _LossLog(output / LOSS_LOG_FILE)
+    log = LossLog(output / LOSS_LOG_FILE)
     print(f"train: {config.preset} (K={model_config.num_angle_classes}, width channels "
           f"{model_config.width_channels}) on {_device_name(device)}, {config.steps} steps of "
           f"{config.batch_size}, {config.worker_count()} workers, "
@@ -348,7 +214,7 @@ def train(config: TrainConfig, output_dir: str | PathLike[str], *,
 
     started = window_start = time.monotonic()
     stop_reason = "completed"
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
         try:
             for step, batch in enumerate(loader, start=1):
                 progress = step / config.steps
