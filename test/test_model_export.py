@@ -18,9 +18,16 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is an optional dependency (the PyTorch side)")
 
-from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor  # noqa: E402
+from sgdn_ros.backends.base import DEFAULT_MAX_BATCH  # noqa: E402
+from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from sgdn_ros.core.preprocessing import (  # noqa: E402
+    PUBLISHED_MEAN_BGR,
+    PUBLISHED_SCALE,
+    PreprocessConfig,
+    Preprocessor,
+)
+from sgdn_ros.models.metadata import FORMAT_KEY, ModelMetadata, read_model_metadata  # noqa: E402
 from sgdn_ros.network.export import (  # noqa: E402
-    FORMAT_KEY,
     INPUT_NAME,
     OUTPUT_NAMES,
     ExportError,
@@ -75,19 +82,20 @@ def test_light_export_matches_torch_on_real_images(light_model, light_onnx, scen
     assert any("same in every image" in line for line in report.lines())
 
 
-def test_light_export_has_the_published_static_io_and_passes_the_checker(light_onnx):
+def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+
+def test_light_export_has_the_published_io_with_a_dynamic_batch_and_passes_the_checker(
+        light_onnx):
     proto = onnx.load(light_onnx)
     onnx.checker.check_model(proto)
     assert light_onnx.stat().st_size < MAX_ONNX_MEGABYTES * 1e6
-
-    def static_shape(value: onnx.ValueInfoProto) -> list[int]:
-        return [dim.dim_value for dim in value.type.tensor_type.shape.dim]
-
-    assert [(v.name, static_shape(v)) for v in proto.graph.input] == [
-        (INPUT_NAME, [1, 3, 320, 320])]
-    assert [(v.name, static_shape(v)) for v in proto.graph.output] == [
-        ("output_able", [1, 1, 320, 320]), ("output_angle", [1, 18, 320, 320]),
-        ("output_width", [1, 1, 320, 320])]
+    assert [(v.name, _declared_shape(v)) for v in proto.graph.input] == [
+        (INPUT_NAME, ["batch", 3, 320, 320])]
+    assert [(v.name, _declared_shape(v)) for v in proto.graph.output] == [
+        ("output_able", ["batch", 1, 320, 320]), ("output_angle", ["batch", 18, 320, 320]),
+        ("output_width", ["batch", 1, 320, 320])]
     assert proto.opset_import[0].version == 17
     resize_modes = {(_attribute(n, "mode"), _attribute(n, "coordinate_transformation_mode"))
                     for n in proto.graph.node if n.op_type == "Resize"}
@@ -103,6 +111,39 @@ def test_light_export_carries_what_a_runtime_needs_in_its_metadata(light_onnx):
     assert (metadata["backbone"], metadata["upsample"], metadata["precision"]) == (
         "light", "bilinear", "fp32")
     assert metadata["trained_on"] == "nothing (test)"
+
+
+def test_exported_metadata_reads_back_into_the_record_the_backend_holds(light_onnx):
+    expected = ModelMetadata(
+        input_size=320, input_channels=3, num_angle_classes=18, width_channels=1,
+        mean_bgr=PUBLISHED_MEAN_BGR, scale=PUBLISHED_SCALE, width_units="pixels",
+        output_names=OUTPUT_NAMES, format_version="sgdn_ros.onnx.v1",
+        extra={"backbone": "light", "upsample": "bilinear", "precision": "fp32", "opset": "17",
+               "trained_on": "nothing (test)"})
+    assert read_model_metadata(light_onnx) == expected
+    with OnnxRuntimeBackend(light_onnx, prefer_gpu=False) as backend:
+        assert backend.metadata == expected
+        assert backend.info.max_batch == DEFAULT_MAX_BATCH
+
+
+def test_several_frames_in_one_onnx_run_match_torch_on_the_same_batch(light_model, light_onnx,
+                                                                       scenes):
+    planes = np.concatenate([Preprocessor(PreprocessConfig())(image)[0] for image in scenes])
+    with OnnxRuntimeBackend(light_onnx, prefer_gpu=False) as backend:
+        outputs = backend.infer(planes)
+    with torch.no_grad():
+        expected = [t.numpy() for t in light_model(torch.from_numpy(planes))]
+    for ours, theirs in zip((outputs.able, outputs.angle, outputs.width), expected):
+        assert ours.shape[0] == len(scenes)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)
+
+
+def test_a_static_batch_export_keeps_batch_1(light_model, tmp_path):
+    path = export_onnx(light_model, LIGHT, tmp_path / "static.onnx", dynamic_batch=False)
+    proto = onnx.load(path)
+    assert {_declared_shape(v)[0] for v in (*proto.graph.input, *proto.graph.output)} == {1}
+    with OnnxRuntimeBackend(path, prefer_gpu=False) as backend:
+        assert backend.info.max_batch == 1
 
 
 def test_fp16_copy_keeps_float32_io_and_stays_close_to_torch(light_model, scenes, tmp_path):

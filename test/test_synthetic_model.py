@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.models.metadata import ModelMetadata, read_model_metadata
 from sgdn_ros.models.synthetic import (
     ASSUMED_MAX_WIDTH_PX,
     PUBLISHED_TENSOR_NAMES,
@@ -110,6 +111,30 @@ def test_custom_tensor_names_and_input_size():
     outputs = session.run(None, {"image": np.zeros((1, 3, 96, 96), np.float32)})
     assert [output.shape for output in outputs] == [(1, 1, 96, 96), (1, 18, 96, 96),
                                                     (1, 1, 96, 96)]
+
+
+def test_dynamic_batch_runs_several_frames_as_each_alone():
+    model = build_synthetic_sgdn_model(18, dynamic_batch=True)
+    onnx.checker.check_model(model, full_check=True)
+    assert {value.type.tensor_type.shape.dim[0].dim_param
+            for value in (*model.graph.input, *model.graph.output)} == {"batch"}
+    planes = np.concatenate([PREPROCESS(render_tabletop_scene(seed, num_objects=2)[0])[0]
+                             for seed in range(3)])
+    session = session_for(model)
+    together = session.run(None, {"input": planes})
+    for index in range(len(planes)):
+        alone = session.run(None, {"input": planes[index:index + 1]})
+        for batched_map, single_map in zip(together, alone):
+            np.testing.assert_allclose(batched_map[index:index + 1], single_map, atol=1e-5)
+
+
+def test_the_file_carries_the_sgdn_metadata_with_its_tensor_names(tmp_path):
+    names = ("image", "confidence", "orientation", "opening")
+    path = save_synthetic_sgdn_model(tmp_path / "named.onnx", num_angle_classes=18,
+                                     width_channels=18, input_size=96, tensor_names=names)
+    assert read_model_metadata(path) == ModelMetadata(
+        input_size=96, input_channels=3, num_angle_classes=18, width_channels=18,
+        output_names=names[1:], format_version="sgdn_ros.onnx.v1")
 
 
 def test_opset_11_computes_the_same_maps_as_opset_17():

@@ -17,9 +17,14 @@ import numpy as np
 
 from sgdn_ros.core.preprocessing import planes_problem
 from sgdn_ros.models.errors import ModelLoadError
+from sgdn_ros.models.metadata import OUTPUT_ROLES, PUBLISHED_OUTPUT_NAMES
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-PUBLISHED_OUTPUT_NAMES: tuple[str, str, str] = ("output_able", "output_angle", "output_width")
+# Frames one inference takes when the model's batch axis is dynamic (the backends' default):
+# the outputs of a frame at the published K = 120 take 2 x 49 MB (angle, per-class width), so 8
+# frames hold under 1 GB, and 8 covers the multi-camera rigs that batch one frame per camera;
+# beyond a few frames a CPU gains little, as each convolution already uses every core.
+DEFAULT_MAX_BATCH = 8
 
 
 class BackendUnavailable(ModelLoadError):
@@ -58,7 +63,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """The three logit maps of one frame, float32, always in this order whatever the model's."""
+    """The three logit maps of the N frames of one ``infer`` (N first), float32, always in
+    this order whatever the model's; ``maps[i:i + 1]`` is frame i, as decoding takes it."""
 
     able: np.ndarray
     angle: np.ndarray
@@ -66,7 +72,7 @@ class ModelOutputs:
 
 
 class DeviceMaps(NamedTuple):
-    """GPU addresses of the three contiguous float32 logit maps of one frame."""
+    """GPU addresses of the three contiguous float32 logit maps of one inference's frames."""
 
     able: int
     angle: int
@@ -115,7 +121,13 @@ class InferenceBackend(abc.ABC):
         """The checks every backend's ``infer`` starts with, so they fail alike."""
         if closed:
             raise InferenceError("the backend is closed; create a new one to run inference")
-        problem = planes_problem(planes, self.info.input_shape)
+        frames = planes.shape[0] if isinstance(planes, np.ndarray) and planes.ndim == 4 else 1
+        if not 1 <= frames <= self.info.max_batch:
+            raise ValueError(
+                f"planes hold {frames} frames; {self.name} takes 1 to {self.info.max_batch} "
+                "per inference (ModelInfo.max_batch): split them with "
+                "sgdn_ros.pipeline.detector.batches")
+        problem = planes_problem(planes, (frames, *self.info.input_shape[1:]))
         if problem is not None:
             raise ValueError(f"{problem}; build them with sgdn_ros.core.preprocessing")
 
@@ -128,35 +140,40 @@ class InferenceBackend(abc.ABC):
 
 
 def resolve_output_names(
-    names: Sequence[str], shapes: Sequence[Sequence[int]]
+    names: Sequence[str], shapes: Sequence[Sequence[int]],
+    expected_names: Sequence[str] = PUBLISHED_OUTPUT_NAMES,
 ) -> tuple[str, str, str]:
     """Return the (able, angle, width) output names, checked against their shapes.
 
-    The published names are used when all three are present, so exports that reorder outputs
-    still work; otherwise the outputs are taken by position in SGDN's order. Raises
-    ``ModelLoadError`` when the shapes cannot be SGDN's: (1, 1, H, W), (1, K, H, W) with K >= 2,
-    and (1, 1 or K, H, W).
+    Outputs are matched by name, never by position (a reordered export would silently swap
+    maps): ``expected_names`` are the published names, or those the model's metadata records
+    (``ModelMetadata.output_names``). ``shapes`` are one frame's, in the order of ``names``.
+    Raises ``ModelLoadError`` when a name is missing or the shapes cannot be SGDN's:
+    (1, 1, H, W), (1, K, H, W) with K >= 2, and (1, 1 or K, H, W).
     """
     if len(names) != 3 or len(shapes) != 3:
         raise ModelLoadError(
             f"the model has {len(names)} outputs ({', '.join(names)}); an SGDN model has 3: "
             "able, angle and width logits")
     by_name = dict(zip(names, (tuple(shape) for shape in shapes)))
-    if set(PUBLISHED_OUTPUT_NAMES) <= by_name.keys():
-        chosen = PUBLISHED_OUTPUT_NAMES
-        how = "found by their published names"
-    else:
-        chosen = tuple(names)
-        how = f"taken by position, since not all of {', '.join(PUBLISHED_OUTPUT_NAMES)} exist"
-    able, angle, width = (by_name[name] for name in chosen)
+    missing = [name for name in expected_names if name not in by_name]
+    if missing:
+        raise ModelLoadError(
+            f"the model's outputs are {', '.join(names)}, but SGDN's are found by name, never "
+            f"by position, and it lacks {', '.join(missing)} (able, angle, width expected as "
+            f"{', '.join(expected_names)}); rename the outputs to "
+            f"{', '.join(PUBLISHED_OUTPUT_NAMES)}, re-export with `sgdn-ros export`, or record "
+            "the names in the ONNX metadata_props entry output_names as a JSON list "
+            '["able name", "angle name", "width name"]')
+    able, angle, width = (by_name[name] for name in expected_names)
     described = ", ".join(f"{role} {name!r} {shape}" for role, name, shape
-                          in zip(("able", "angle", "width"), chosen, (able, angle, width)))
+                          in zip(OUTPUT_ROLES, expected_names, (able, angle, width)))
     problem = _output_shape_problem(able, angle, width)
     if problem:
         raise ModelLoadError(
-            f"the model's outputs are not SGDN's: {problem} (outputs {how}: {described}); "
-            "export the outputs in the order able, angle, width, or give them the published names")
-    return chosen[0], chosen[1], chosen[2]
+            f"the model's outputs are not SGDN's: {problem} ({described}); check that each "
+            "name is given to the right output (able, angle, width) when exporting")
+    return expected_names[0], expected_names[1], expected_names[2]
 
 
 def _output_shape_problem(able: tuple[int, ...], angle: tuple[int, ...],

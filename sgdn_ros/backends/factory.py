@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from os import PathLike
 
 from sgdn_ros.backends.base import (
+    DEFAULT_MAX_BATCH,
     PRECISIONS,
     BackendUnavailable,
     InferenceBackend,
@@ -41,6 +42,7 @@ class BackendOptions:
     engine_cache_dir: str = ""   # TensorRT plans; "": engine_cache.default_cache_dir()
     force_rebuild: bool = False  # TensorRT: build the plan even when the cached one matches
     workspace_mb: int = 1024     # TensorRT builder workspace limit
+    max_batch: int = DEFAULT_MAX_BATCH  # frames per inference, for a dynamic batch axis
 
 
 def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
@@ -51,7 +53,8 @@ def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) 
             "it; keep precision 'fp32' and cuda_graph false")
     from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(model_path, intra_op_threads=options.threads)
+    return OnnxRuntimeBackend(model_path, intra_op_threads=options.threads,
+                              max_batch=options.max_batch)
 
 
 def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
@@ -59,7 +62,8 @@ def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> Inf
 
     device = "cpu" if resolve_torch_device("auto").type == "cpu" else f"cuda:{options.cuda_device}"
     return TorchBackend(model_path, device=device, precision=options.precision,
-                        cuda_graph=options.cuda_graph, threads=options.threads)
+                        cuda_graph=options.cuda_graph, threads=options.threads,
+                        max_batch=options.max_batch)
 
 
 def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:

@@ -1,8 +1,10 @@
 """SGDN on ONNX Runtime: CUDA when onnxruntime-gpu can use it, the CPU otherwise.
 
-Everything about the model is checked while loading: one float input of static shape
-(1, 3, H, W) and SGDN's three outputs. A dynamic batch dimension is fixed to 1; dynamic output
-dimensions are learnt from one run on zeros, so ``info`` is always fully static.
+Everything about the model is checked while loading: one float input (N, 3, H, W) with static
+channels and size, SGDN's three outputs found by name, and the SGDN metadata the file carries
+(``sgdn_ros.models.metadata``) against the graph. The batch N is 1, or a symbolic axis: then one
+``infer`` takes up to ``max_batch`` frames. Output dimensions left symbolic are learnt from one
+run on zeros, so ``info`` is always fully static.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sgdn_ros.backends.base import (
+    DEFAULT_MAX_BATCH,
     InferenceBackend,
     InferenceError,
     ModelInfo,
@@ -23,12 +26,15 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
+from sgdn_ros.models.metadata import ModelMetadata, check_against_graph, parse_metadata
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64}
 _INPUT_CHANNELS = 3
+_BATCH_ADVICE = ("; a model whose batch axis is declared dynamic but cannot take several "
+                 "frames runs with max_batch 1, or re-export it with `sgdn-ros export`")
 
 
 class OnnxRuntimeBackend(InferenceBackend):
@@ -36,16 +42,17 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     ``providers`` lists the execution providers the session really uses, most preferred first;
     ``name`` is ``onnxruntime-cuda`` when CUDA is among them, else ``onnxruntime-cpu``.
-    ``intra_op_threads`` = 0 lets ONNX Runtime choose (one per physical core).
+    ``intra_op_threads`` = 0 lets ONNX Runtime choose (one per physical core). ``max_batch``
+    is the most frames one ``infer`` takes when the model's batch axis is dynamic (default
+    ``DEFAULT_MAX_BATCH``, 8: it bounds the output memory, under 1 GB at K = 120, and covers
+    one frame per camera of a multi-camera rig); a static batch-1 model takes 1 whatever it
+    says. ``metadata`` is what the file says about itself, checked against the graph.
     """
 
     def __init__(self, model_path: str | PathLike[str], *, intra_op_threads: int = 0,
-                 prefer_gpu: bool = True) -> None:
-        if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) \
-                or intra_op_threads < 0:
-            raise ValueError(
-                f"intra_op_threads must be an integer >= 0 (0: ONNX Runtime decides), "
-                f"got {intra_op_threads!r}")
+                 prefer_gpu: bool = True, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        _require_int("intra_op_threads", intra_op_threads, 0)
+        _require_int("max_batch", max_batch, 1)
         path = pathlib.Path(model_path).expanduser()
         if not path.is_file():
             raise ModelLoadError(
@@ -65,7 +72,9 @@ class OnnxRuntimeBackend(InferenceBackend):
                 ".onnx export, not a truncated copy or another file format") from error
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self.name = "onnxruntime-cuda" if CUDA_PROVIDER in self.providers else "onnxruntime-cpu"
-        self._info = _describe_model(self._session, path)
+        self.metadata: ModelMetadata = parse_metadata(
+            self._session.get_modelmeta().custom_metadata_map, str(path))
+        self._info = _describe_model(self._session, path, self.metadata, max_batch)
         self._output_order = [self._info.able_name, self._info.angle_name, self._info.width_name]
 
     @property
@@ -79,32 +88,46 @@ class OnnxRuntimeBackend(InferenceBackend):
             able, angle, width = self._session.run(
                 self._output_order, {self._info.input_name: np.ascontiguousarray(planes)})
         except Exception as error:  # ONNX Runtime's errors share no base class but Exception
-            raise InferenceError(f"ONNX Runtime failed to run the model: {error}") from error
+            advice = _BATCH_ADVICE if len(planes) > 1 else ""
+            raise InferenceError(f"ONNX Runtime failed to run the model on {len(planes)} "
+                                 f"frame(s): {error}{advice}") from error
         self.last_inference_seconds = time.perf_counter() - started
+        if any(len(maps) != len(planes) for maps in (able, angle, width)):
+            raise InferenceError(
+                f"the model returned maps of {len(able)} frame(s) for {len(planes)}"
+                f"{_BATCH_ADVICE}")
         return ModelOutputs(*(np.asarray(maps, dtype=np.float32) for maps in (able, angle, width)))
 
     def close(self) -> None:
         self._session = None
 
 
-def _describe_model(session: ort.InferenceSession, path: pathlib.Path) -> ModelInfo:
+def _require_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _describe_model(session: ort.InferenceSession, path: pathlib.Path,
+                    metadata: ModelMetadata, max_batch: int) -> ModelInfo:
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelLoadError(
             f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); an SGDN "
             "model has one: the image planes")
-    input_shape = _static_input_shape(inputs[0], path)
+    input_shape, dynamic_batch = _frame_input_shape(inputs[0], path)
     outputs = session.get_outputs()
     for output in outputs:
         if output.type not in _FLOAT_TYPES:
             raise ModelLoadError(
                 f"{path}: output {output.name!r} is {output.type}; SGDN outputs float logits")
-    shapes: Sequence[Sequence[object]] = [output.shape for output in outputs]
+    shapes: Sequence[Sequence[object]] = [_frame_shape(output.shape) for output in outputs]
     if not all(isinstance(dim, int) for shape in shapes for dim in shape):
         shapes = _shapes_from_a_run(session, inputs[0], input_shape, path)
     names = [output.name for output in outputs]
-    able_name, angle_name, width_name = resolve_output_names(names, shapes)
     shape_of = dict(zip(names, shapes))
+    check_against_graph(metadata, input_shape, shape_of, str(path))
+    able_name, angle_name, width_name = resolve_output_names(names, shapes,
+                                                             metadata.output_names)
     return ModelInfo(
         input_name=inputs[0].name,
         input_shape=input_shape,
@@ -115,11 +138,20 @@ def _describe_model(session: ort.InferenceSession, path: pathlib.Path) -> ModelI
         width_channels=int(shape_of[width_name][1]),
         output_height=int(shape_of[able_name][2]),
         output_width=int(shape_of[able_name][3]),
+        max_batch=max_batch if dynamic_batch else 1,
     )
 
 
-def _static_input_shape(node: ort.NodeArg, path: pathlib.Path) -> tuple[int, int, int, int]:
-    """The input's (1, 3, H, W); a symbolic batch dimension becomes 1."""
+def _frame_shape(shape: Sequence[object]) -> tuple[object, ...]:
+    """One frame's shape: a symbolic batch dimension becomes 1."""
+    if shape and not isinstance(shape[0], int):
+        return (1, *shape[1:])
+    return tuple(shape)
+
+
+def _frame_input_shape(node: ort.NodeArg,
+                       path: pathlib.Path) -> tuple[tuple[int, int, int, int], bool]:
+    """One frame's input shape (1, 3, H, W), and whether the batch dimension is symbolic."""
     if node.type != "tensor(float)":
         raise ModelLoadError(
             f"{path}: input {node.name!r} is {node.type}; this pipeline feeds float32 planes, "
@@ -128,21 +160,21 @@ def _static_input_shape(node: ort.NodeArg, path: pathlib.Path) -> tuple[int, int
     if len(shape) != 4:
         raise ModelLoadError(
             f"{path}: input {node.name!r} has shape {shape}; expected 4 dimensions "
-            "(1, 3, H, W): a batch of one image as B, G, R planes")
+            "(N, 3, H, W): a batch of images as B, G, R planes")
     batch, channels, height, width = shape
     if not all(isinstance(dim, int) for dim in (channels, height, width)):
         raise ModelLoadError(
-            f"{path}: input {node.name!r} has dynamic dimensions {shape}; the input must be "
-            "static: export the model with a static input shape such as (1, 3, 320, 320)")
+            f"{path}: input {node.name!r} has dynamic dimensions {shape}; only the batch may "
+            "be dynamic: export the model with a static input size such as (N, 3, 320, 320)")
     if isinstance(batch, int) and batch != 1:
         raise ModelLoadError(
-            f"{path}: input {node.name!r} has batch size {batch}; this pipeline runs one image "
-            "at a time, export the model with batch size 1")
+            f"{path}: input {node.name!r} has a fixed batch size {batch}; export the model "
+            "with batch size 1 or a dynamic batch axis (what `sgdn-ros export` writes)")
     if channels != _INPUT_CHANNELS:
         raise ModelLoadError(
             f"{path}: input {node.name!r} has {channels} channel(s), shape {shape}; this "
             "pipeline feeds 3 BGR planes, so use an RGB model (not a depth-only one)")
-    return (1, channels, height, width)
+    return (1, channels, height, width), not isinstance(batch, int)
 
 
 def _shapes_from_a_run(session: ort.InferenceSession, node: ort.NodeArg,

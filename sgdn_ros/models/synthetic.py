@@ -40,7 +40,9 @@ What it computes, for an input of normalised BGR planes (the published SGDN prep
    channel per angle class, every channel holds the same map.
 
 Box sums use a running sum (CumSum) and two slices, so their cost does not grow with the
-window size.
+window size. Every operator works frame by frame, so ``dynamic_batch`` only has to declare the
+first axis symbolic. The file carries the SGDN metadata an export writes
+(``sgdn_ros.models.metadata``), with its tensor names as ``output_names``.
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sgdn_ros
 from sgdn_ros.core.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE
+from sgdn_ros.models.metadata import (
+    FORMAT_VERSION,
+    PUBLISHED_INPUT_NAME,
+    PUBLISHED_OUTPUT_NAMES,
+    ModelMetadata,
+)
 
-PUBLISHED_TENSOR_NAMES: tuple[str, str, str, str] = (
-    "input", "output_able", "output_angle", "output_width")
+PUBLISHED_TENSOR_NAMES: tuple[str, str, str, str] = (PUBLISHED_INPUT_NAME,
+                                                     *PUBLISHED_OUTPUT_NAMES)
+BATCH_AXIS_NAME = "batch"
 MIN_OPSET = 11
 
 DARK_START_BRIGHTNESS = 130.0
@@ -114,17 +123,18 @@ class _GraphBuilder:
     def channel_mix(self, x: str, weights: np.ndarray, bias: np.ndarray | None = None,
                     output: str | None = None) -> str:
         """Per-pixel affine map of channels, ``weights`` (out, in): a 1x1 convolution written
-        as a MatMul, which ONNX Runtime runs without reordering to its blocked Conv layout."""
+        as a MatMul, which ONNX Runtime runs without reordering to its blocked Conv layout.
+        The reshapes keep the batch dimension (0: copied from the input)."""
         size = self.spatial_size
         out_channels, in_channels = weights.shape
         flat = self.node("Reshape", [x, self.constant(
-            "shape", np.array([in_channels, size * size], dtype=np.int64))])
+            "shape", np.array([0, in_channels, size * size], dtype=np.int64))])
         mixed = self.node("MatMul", [self.constant("weights", weights.astype(np.float32)), flat])
         if bias is not None:
             mixed = self.node("Add", [mixed, self.constant(
                 "bias", bias.astype(np.float32).reshape(out_channels, 1))])
         return self.node("Reshape", [mixed, self.constant(
-            "shape", np.array([1, out_channels, size, size], dtype=np.int64))], output)
+            "shape", np.array([0, out_channels, size, size], dtype=np.int64))], output)
 
     def box_sum(self, x: str, window: int, axis: int) -> str:
         """Sum over a centred window of odd length along one spatial axis, zeros beyond edges."""
@@ -157,10 +167,13 @@ def build_synthetic_sgdn_model(
     input_size: int = 320,
     tensor_names: tuple[str, str, str, str] = PUBLISHED_TENSOR_NAMES,
     opset: int = 17,
+    dynamic_batch: bool = False,
 ) -> onnx.ModelProto:
     """Build the synthetic model (see the module docstring for what it computes).
 
     ``tensor_names`` are (input, able, angle, width); the graph's outputs are in that order.
+    ``dynamic_batch`` declares the first axis symbolic, so one run may take several frames;
+    the default, batch 1, is what runtimes that need static shapes (TensorRT here) take.
     """
     _check_arguments(num_angle_classes, width_channels, input_size, tensor_names, opset)
     input_name, able_name, angle_name, width_name = tensor_names
@@ -173,9 +186,11 @@ def build_synthetic_sgdn_model(
     _width_logits(graph, graph.repeated_square_sum(objectness, WIDTH_WINDOW_PX, 1),
                   width_channels, input_size, width_name)
 
+    batch = BATCH_AXIS_NAME if dynamic_batch else 1
+
     def tensor_info(name: str, channels: int) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(
-            name, TensorProto.FLOAT, [1, channels, input_size, input_size])
+            name, TensorProto.FLOAT, [batch, channels, input_size, input_size])
 
     onnx_graph = helper.make_graph(
         graph.nodes, "synthetic_sgdn",
@@ -190,6 +205,10 @@ def build_synthetic_sgdn_model(
         ir_version=helper.find_min_ir_version_for(opset_imports),
         doc_string="Synthetic SGDN-contract model: finds dark objects on a light table; "
                    "not a trained network.")
+    helper.set_model_props(model, ModelMetadata(
+        input_size=input_size, input_channels=3, num_angle_classes=num_angle_classes,
+        width_channels=width_channels, output_names=(able_name, angle_name, width_name),
+        format_version=FORMAT_VERSION).properties())
     onnx.checker.check_model(model)
     return model
 

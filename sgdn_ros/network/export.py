@@ -1,15 +1,17 @@
 """Export SGDN to ONNX for ONNX Runtime and TensorRT, and check the export on real images.
 
-The ONNX file keeps the published I/O contract: one static ``(1, C, S, S)`` input named
-``input`` and the outputs ``output_able``, ``output_angle``, ``output_width``. What a runtime
-needs to use it travels in its ``metadata_props`` (format version, K, width channels,
-normalisation, backbone, upsampling, precision).
+The ONNX file keeps the published I/O contract: one ``(N, C, S, S)`` input named ``input`` and
+the outputs ``output_able``, ``output_angle``, ``output_width``, with a dynamic batch axis N
+(``dynamic_batch=False``: N = 1, as the published ``sgdn.onnx``). What a runtime needs to use it
+travels in its ``metadata_props`` (``sgdn_ros.models.metadata``: format version, input size and
+channels, normalisation, K, width channels and units, output names; backbone, upsampling,
+precision and opset besides).
 
 Opset 17 parses on TensorRT 8.5 to 11. Older TensorRT needs an older opset: bilinear
 ``align_corners`` upsampling needs opset 11 or later, and TensorRT 7 cannot parse it at all,
 so export with ``upsample="nearest"`` for TensorRT 7 (as the published ``sgdn.onnx`` was).
 
-The TorchScript exporter is used (``dynamo=False`` where the argument exists): for a static,
+The TorchScript exporter is used (``dynamo=False`` where the argument exists): for a
 control-flow-free network it gives a plain, predictable graph.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import json
 import numbers
 import pathlib
 import warnings
@@ -39,15 +40,20 @@ from sgdn_ros.core.preprocessing import (
     Preprocessor,
 )
 from sgdn_ros.models.fp16 import Fp16ConversionError, convert_to_fp16
+from sgdn_ros.models.metadata import (
+    FORMAT_VERSION,
+    PUBLISHED_INPUT_NAME,
+    PUBLISHED_OUTPUT_NAMES,
+    ModelMetadata,
+)
 from sgdn_ros.network.network import OUTPUT_STRIDE, SGDN, UPSAMPLE_MODES, SGDNConfig
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("output_able", "output_angle", "output_width")
+INPUT_NAME = PUBLISHED_INPUT_NAME
+OUTPUT_NAMES = PUBLISHED_OUTPUT_NAMES
+BATCH_AXIS_NAME = "batch"
 DEFAULT_OPSET = 17
 MIN_BILINEAR_OPSET = 11  # Resize with coordinate_transformation_mode="align_corners"
 MIN_OPSET = 9
-ONNX_FORMAT_VERSION = "sgdn_ros.onnx.v1"
-FORMAT_KEY = "sgdn_ros_format"
 
 
 class ExportError(RuntimeError):
@@ -88,17 +94,20 @@ class ParityReport:
 
 def export_onnx(model: SGDN, config: SGDNConfig, output_path: str | PathLike[str], *,
                 opset: int = DEFAULT_OPSET, input_size: int = 320, fp16: bool = False,
+                dynamic_batch: bool = True,
                 metadata: Mapping[str, str] | None = None) -> pathlib.Path:
     """Write ``model`` as ONNX to ``output_path`` (replaced atomically) and return the path.
 
     ``config`` must describe ``model``; it may differ in ``upsample`` only, to export the same
     weights with nearest upsampling for TensorRT 7. ``fp16`` writes an FP16 model that keeps
-    float32 input and outputs. ``metadata`` adds string entries to the file's metadata.
+    float32 input and outputs. ``dynamic_batch`` makes the first axis of the input and outputs
+    symbolic, so one inference may take several frames; False fixes it to 1, for runtimes that
+    need static shapes. ``metadata`` adds string entries to the file's metadata.
     """
     _check_export_arguments(model, config, opset, input_size)
     properties = _metadata(config, opset, input_size, fp16, metadata or {})
     exported = _exportable(model, config)
-    proto = _traced_onnx(exported, config.input_channels, input_size, opset)
+    proto = _traced_onnx(exported, config.input_channels, input_size, opset, dynamic_batch)
     if fp16:
         proto = _to_fp16(proto)
     onnx.helper.set_model_props(proto, properties)
@@ -182,20 +191,25 @@ def _check_export_arguments(model: SGDN, config: SGDNConfig, opset: int,
 
 def _metadata(config: SGDNConfig, opset: int, input_size: int, fp16: bool,
               extra: Mapping[str, str]) -> dict[str, str]:
-    """The ``metadata_props`` a runtime reads to use the model without guessing."""
-    properties = {
-        FORMAT_KEY: ONNX_FORMAT_VERSION,
-        "num_angle_classes": str(config.num_angle_classes),
-        "width_channels": str(config.width_channels),
-        "input_channels": str(config.input_channels),
-        "input_size": str(input_size),
-        "mean_bgr": json.dumps(list(PUBLISHED_MEAN_BGR)),
-        "scale": repr(PUBLISHED_SCALE),
-        "backbone": config.backbone,
-        "upsample": config.upsample,
-        "precision": "fp16" if fp16 else "fp32",
-        "opset": str(opset),
-    }
+    """The ``metadata_props`` a runtime reads to use the model without guessing: SGDN's record
+    (``sgdn_ros.models.metadata``; the network learns widths in pixels) and how it was built."""
+    properties = ModelMetadata(
+        input_size=input_size,
+        input_channels=config.input_channels,
+        num_angle_classes=config.num_angle_classes,
+        width_channels=config.width_channels,
+        mean_bgr=PUBLISHED_MEAN_BGR,
+        scale=PUBLISHED_SCALE,
+        width_units="pixels",
+        output_names=OUTPUT_NAMES,
+        format_version=FORMAT_VERSION,
+        extra={
+            "backbone": config.backbone,
+            "upsample": config.upsample,
+            "precision": "fp16" if fp16 else "fp32",
+            "opset": str(opset),
+        },
+    ).properties()
     for key, value in extra.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ExportError(f"metadata must map strings to strings, got {key!r}: {value!r}")
@@ -215,12 +229,15 @@ def _exportable(model: SGDN, config: SGDNConfig) -> SGDN:
     return copy
 
 
-def _traced_onnx(model: SGDN, input_channels: int, input_size: int,
-                 opset: int) -> onnx.ModelProto:
+def _traced_onnx(model: SGDN, input_channels: int, input_size: int, opset: int,
+                 dynamic_batch: bool) -> onnx.ModelProto:
     device = next(model.parameters()).device
     example = torch.zeros(1, input_channels, input_size, input_size, device=device)
     options = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters \
         else {}
+    if dynamic_batch:
+        options["dynamic_axes"] = {name: {0: BATCH_AXIS_NAME}
+                                   for name in (INPUT_NAME, *OUTPUT_NAMES)}
     buffer = io.BytesIO()
     with _eval_mode(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
@@ -231,7 +248,19 @@ def _traced_onnx(model: SGDN, input_channels: int, input_size: int,
                               do_constant_folding=True, **options)
         except Exception as error:  # the exporter raises many unrelated types
             raise ExportError(f"torch.onnx.export failed at opset {opset}: {error}") from error
-    return onnx.load_from_string(buffer.getvalue())
+        with torch.no_grad():
+            frame_shapes = [tuple(output.shape) for output in model(example)]
+    proto = onnx.load_from_string(buffer.getvalue())
+    _declare_output_sizes(proto, frame_shapes)
+    return proto
+
+
+def _declare_output_sizes(proto: onnx.ModelProto, frame_shapes: Sequence[Sequence[int]]) -> None:
+    """Declare each output's channels and size, which the exporter leaves symbolic beside a
+    dynamic batch (they come from Shape ops), so that runtimes see SGDN's static maps."""
+    for value, shape in zip(proto.graph.output, frame_shapes):
+        for dim, size in zip(value.type.tensor_type.shape.dim[1:], shape[1:]):
+            dim.dim_value = size
 
 
 def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -60,7 +60,8 @@ class ProcessingPath(Protocol):
 
     def detect_batch(self, images: Sequence[CameraImage],
                      decode_config: DecodeConfig) -> list[Detection]:
-        """One ``Detection`` per image, in order."""
+        """One ``Detection`` per image, in order; the frames go through the backend in groups
+        of at most ``backend.info.max_batch`` (``batches``)."""
 
     def close(self) -> None:
         """Release what the path holds (not the backend)."""
@@ -112,7 +113,8 @@ class GraspDetector:
         return self.path.detect_batch([image], self.decode_config)[0]
 
     def detect_batch(self, images: Sequence[CameraImage]) -> list[Detection]:
-        """Several frames (for example one per camera) through one inference."""
+        """Several frames (for example one per camera), in as few inferences as the
+        backend's ``info.max_batch`` allows: one for up to that many frames."""
         return self.path.detect_batch(images, self.decode_config)
 
     def close(self) -> None:
