@@ -88,7 +88,7 @@ def _key(**changes: object) -> EngineKey:
                   module="tensorrt", module_version="10.3.0.26", cuda_major="12",
                   gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
                   platform="Linux-x86_64", precision="fp32", precision_method="fp32",
-                  workspace_mb=1024, optimization_level="default")
+                  workspace_mb=1024, optimization_level="default", max_batch=1)
     return EngineKey(**{**fields, **changes})
 
 
@@ -229,6 +229,33 @@ def test_first_build_writes_plan_and_sidecar_then_hits_the_cache(model_copy, tmp
 
 
 @requires_tensorrt
+def test_a_dynamic_batch_gets_a_profile_up_to_max_batch(tmp_path) -> None:
+    cache, log = tmp_path / "engines", LogLines()
+    dynamic = save_synthetic_sgdn_model(tmp_path / "dynamic.onnx", num_angle_classes=18,
+                                        dynamic_batch=True)
+
+    built = get_engine(dynamic, EngineSettings(max_batch=4), cache, logger=log)
+
+    assert built.built and built.key.max_batch == 4
+    assert built.key.onnx_inputs == "input:float32[batch,3,320,320]"
+    assert [(tensor.name, tensor.shape) for tensor in built.io][:2] == [
+        ("input", (-1, 3, 320, 320)), ("output_able", (-1, 1, 320, 320))]
+    rebuilt = get_engine(dynamic, EngineSettings(max_batch=2), cache, logger=log)
+    assert rebuilt.built and rebuilt.reason == "the key differs: max_batch: 4 -> 2"
+
+
+@requires_tensorrt
+def test_a_static_model_ignores_max_batch(model_copy, tmp_path) -> None:
+    cache, log = tmp_path / "engines", LogLines()
+
+    first = get_engine(model_copy, EngineSettings(max_batch=1), cache, logger=log)
+    second = get_engine(model_copy, EngineSettings(max_batch=8), cache, logger=log)
+
+    assert first.key.max_batch == second.key.max_batch == 1
+    assert first.built and not second.built
+
+
+@requires_tensorrt
 def test_a_changed_key_rebuilds_with_one_line_naming_the_change(model_copy, tmp_path) -> None:
     cache, log = tmp_path / "engines", LogLines()
     built = get_engine(model_copy, cache_dir=cache, logger=log)
@@ -353,8 +380,9 @@ def test_models_that_cannot_be_built_are_explained(tmp_path) -> None:
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
         return path
 
-    dynamic = save("dynamic", helper.make_node("Relu", ["x"], ["y"]), ["N", 3, 8, 8])
-    with pytest.raises(EngineBuildError, match=r"dynamic shape \['N', 3, 8, 8\].*static"):
+    dynamic = save("dynamic", helper.make_node("Relu", ["x"], ["y"]), ["N", 3, "H", 8])
+    with pytest.raises(EngineBuildError,
+                       match=r"dynamic shape \['batch', 3, 'H', 8\].*only the batch axis"):
         get_engine(dynamic, cache_dir=tmp_path, logger=LogLines())
 
     unknown = save("unknown", helper.make_node("NoSuchOperator", ["x"], ["y"]), [1, 3, 8, 8])
@@ -414,9 +442,12 @@ def test_full_resnet101_sgdn_builds_caches_and_recovers(resnet101_onnx, tmp_path
 
     built = get_engine(resnet101_onnx, cache_dir=cache, logger=log)
     assert built.built and built.build_seconds is not None
+    # `sgdn-ros export` writes a dynamic batch axis: the engine gets a profile of 1..max_batch.
     assert [(tensor.name, tensor.shape) for tensor in built.io] == [
-        ("input", (1, 3, 320, 320)), ("output_able", (1, 1, 320, 320)),
-        ("output_angle", (1, 120, 320, 320)), ("output_width", (1, 120, 320, 320))]
+        ("input", (-1, 3, 320, 320)), ("output_able", (-1, 1, 320, 320)),
+        ("output_angle", (-1, 120, 320, 320)), ("output_width", (-1, 120, 320, 320))]
+    assert built.key.onnx_inputs == "input:float32[batch,3,320,320]"
+    assert built.key.max_batch == EngineSettings().max_batch
     assert len(built.plan) > 200e6  # 69 M float32 weights
     plan_path, size, key = built.plan_path, len(built.plan), built.key
     del built

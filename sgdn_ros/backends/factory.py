@@ -76,7 +76,8 @@ def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> 
     return TensorRTBackend(model_path, precision=options.precision,
                            workspace_mb=options.workspace_mb,
                            cache_dir=options.engine_cache_dir or None,
-                           force_rebuild=options.force_rebuild, device=options.cuda_device)
+                           force_rebuild=options.force_rebuild, device=options.cuda_device,
+                           max_batch=options.max_batch)
 
 
 _BACKEND_OPENERS: dict[str, Callable[[str | PathLike[str], BackendOptions], InferenceBackend]] = {

@@ -51,8 +51,12 @@ def timing_cache_name(key: EngineKey) -> str:
 
 
 def build_plan(model: pathlib.Path, settings: EngineSettings, trt: TensorRTModule,
-               timing_cache_path: pathlib.Path, logger: Logger) -> BuiltPlan:
-    """Build the plan ``settings`` ask for; raise ``EngineBuildError`` with TensorRT's reason."""
+               timing_cache_path: pathlib.Path, logger: Logger, *, max_batch: int = 1) -> BuiltPlan:
+    """Build the plan ``settings`` ask for; raise ``EngineBuildError`` with TensorRT's reason.
+
+    A dynamic batch axis gets one optimization profile from 1 to ``max_batch`` frames, tuned
+    for one frame (a single camera, the common case).
+    """
     module = trt.module
     log = tensorrt_log(trt)
     started = time.perf_counter()
@@ -63,6 +67,7 @@ def build_plan(model: pathlib.Path, settings: EngineSettings, trt: TensorRTModul
         _parse(parser, model, settings.precision, trt)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
+        _add_batch_profile(builder, network, config, max_batch)
         if settings.optimization_level is not None:
             if "optimization_level" not in trt.features:
                 raise EngineBuildError(
@@ -84,6 +89,19 @@ def build_plan(model: pathlib.Path, settings: EngineSettings, trt: TensorRTModul
         with atomic_output(timing_cache_path) as partial:
             partial.write_bytes(bytes(timing_cache.serialize()))
     return BuiltPlan(plan, _network_io(network, module), seconds, timing_cache_note)
+
+
+def _add_batch_profile(builder, network, config, max_batch: int) -> None:
+    """One profile for the inputs whose batch axis is dynamic (-1); none for a static model."""
+    dynamic = [network.get_input(index) for index in range(network.num_inputs)
+               if tuple(network.get_input(index).shape)[:1] == (-1,)]
+    if not dynamic:
+        return
+    profile = builder.create_optimization_profile()
+    for tensor in dynamic:
+        frame = tuple(int(size) for size in tensor.shape)[1:]
+        profile.set_shape(tensor.name, (1, *frame), (1, *frame), (max_batch, *frame))
+    config.add_optimization_profile(profile)
 
 
 def _network_flags(trt: TensorRTModule) -> int:

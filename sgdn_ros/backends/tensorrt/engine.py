@@ -34,7 +34,7 @@ from sgdn_ros.backends.tensorrt.engine_cache import (
 from sgdn_ros.backends.tensorrt.errors import EngineUnrunnable
 from sgdn_ros.backends.tensorrt.gpu_identity import GpuIdentity, key_gpu
 from sgdn_ros.backends.tensorrt.module import TensorRTModule, load_tensorrt
-from sgdn_ros.backends.tensorrt.onnx_identity import onnx_identity
+from sgdn_ros.backends.tensorrt.onnx_identity import has_dynamic_batch, onnx_identity
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensorrt_log import Logger, explained, tensorrt_log
 
@@ -70,6 +70,7 @@ def engine_key(onnx_path: str | PathLike[str], settings: EngineSettings, trt: Te
     """
     onnx_sha256, onnx_inputs = onnx_identity(pathlib.Path(onnx_path).expanduser())
     level = settings.optimization_level
+    max_batch = settings.max_batch if has_dynamic_batch(onnx_inputs) else 1
     return EngineKey(
         onnx_sha256=onnx_sha256,
         onnx_inputs=onnx_inputs,
@@ -83,6 +84,7 @@ def engine_key(onnx_path: str | PathLike[str], settings: EngineSettings, trt: Te
         precision_method=precision_method(settings.precision, trt),
         workspace_mb=settings.workspace_mb,
         optimization_level="default" if level is None else str(level),
+        max_batch=max_batch,
     )
 
 
@@ -133,7 +135,8 @@ def _from_cache(plan_path: pathlib.Path, key: EngineKey, trt: TensorRTModule, de
 def _build_into_cache(model: pathlib.Path, plan_path: pathlib.Path, key: EngineKey,
                       settings: EngineSettings, trt: TensorRTModule, reason: str,
                       deserialize: bool, logger: Logger) -> CachedEngine:
-    built = build_plan(model, settings, trt, plan_path.parent / timing_cache_name(key), logger)
+    built = build_plan(model, settings, trt, plan_path.parent / timing_cache_name(key), logger,
+                       max_batch=key.max_batch)
     write_plan(plan_path, built.plan, PlanRecord(
         key=key, plan_bytes=len(built.plan), plan_sha256=hashlib.sha256(built.plan).hexdigest(),
         io=built.io, build_seconds=round(built.seconds, 3),

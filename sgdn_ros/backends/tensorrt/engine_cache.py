@@ -76,6 +76,7 @@ class EngineKey:
     precision_method: str
     workspace_mb: int
     optimization_level: str
+    max_batch: int
 
     def as_dict(self) -> dict[str, str | int]:
         return dataclasses.asdict(self)

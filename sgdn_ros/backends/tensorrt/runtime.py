@@ -1,9 +1,11 @@
 """SGDN as a TensorRT engine on a CUDA GPU, run through pycuda on the inference thread.
 
 The engine comes from the on-disk cache (``engine.get_engine``), built from the ONNX
-model on first use. Everything the engine reads and writes lives in buffers allocated once and
-found by tensor NAME, so each frame is one upload, one ``execute_async_v3`` and three downloads
-on one non-default stream, through page-locked host buffers.
+model on first use. Everything the engine reads and writes lives in buffers allocated once (for
+the most frames one run takes) and found by tensor NAME, so each run is one upload, one
+``execute_async_v3`` and three downloads on one non-default stream, through page-locked host
+buffers. A model with a dynamic batch axis runs 1 to ``max_batch`` frames per call; the input
+shape is set on the execution context only when the number of frames changes.
 
 Threads: the retained primary CUDA context is pushed in ``__init__`` and popped in ``close``,
 and both must run on the same thread, the inference thread (``InferenceWorker`` guarantees it);
@@ -41,6 +43,7 @@ from sgdn_ros.backends.tensorrt.module import load_tensorrt
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensor_buffers import TensorBuffers, TensorSpec
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
+from sgdn_ros.models.metadata import read_model_metadata
 
 Logger = Callable[[str], None]
 _INPUT_CHANNELS = 3
@@ -78,18 +81,21 @@ class TensorRTBackend(InferenceBackend):
 
     def __init__(self, model_path: str | PathLike[str], *, precision: str = "fp32",
                  workspace_mb: int = 1024, cache_dir: str | PathLike[str] | None = None,
-                 force_rebuild: bool = False, device: int = 0, logger: Logger = print) -> None:
+                 force_rebuild: bool = False, device: int = 0, max_batch: int = 1,
+                 logger: Logger = print) -> None:
         path = pathlib.Path(model_path).expanduser()
         if not path.is_file():
             raise ModelLoadError(
                 f"model file not found: {path}; set the model_path parameter to an ONNX file")
-        settings = EngineSettings(precision=precision, workspace_mb=workspace_mb)
+        settings = EngineSettings(precision=precision, workspace_mb=workspace_mb,
+                                  max_batch=max_batch)
         self._driver = _pycuda_driver()
         self._thread = threading.get_ident()
         self._stream = None
         self._execution = self._engine = self._runtime = None
         self._buffers: TensorBuffers | None = None
         self._bound_input = 0
+        self._batch = 0
         self.cuda_device = device
         self._cuda: CudaContext | None = _pushed_context(device)
         try:
@@ -105,14 +111,15 @@ class TensorRTBackend(InferenceBackend):
                              device=device, logger=logger)
         self._runtime, self._engine = cached.runtime, cached.engine
         self.name = f"tensorrt-{cached.key.module}-{settings.precision}"
-        tensors = _engine_tensors(self._engine, load_tensorrt().module, path)
-        self._info = _describe_engine(tensors, path)
         self._execution = self._engine.create_execution_context()
         if self._execution is None:
             raise BackendUnavailable(
                 f"{cached.key.module} could not create an execution context for {path.name} on "
                 f"{self._cuda.device_name}: the GPU is out of memory or not supported by this "
                 f"TensorRT flavour (TensorRT-RTX needs an RTX GPU); see the TensorRT log above")
+        tensors = _engine_tensors(self._engine, self._execution, load_tensorrt().module, path)
+        self._info = _describe_engine(tensors, path)
+        self._batch = self._info.max_batch
         self._stream = self._driver.Stream()
         self._buffers = TensorBuffers(self._driver, tensors, self._stream, self._output_names)
         for tensor in tensors:
@@ -124,26 +131,31 @@ class TensorRTBackend(InferenceBackend):
         return self._info
 
     @property
+    def _frame_shape(self) -> tuple[int, ...]:
+        return self._info.input_shape[1:]
+
+    @property
     def _output_names(self) -> tuple[str, str, str]:
         return self._info.able_name, self._info.angle_name, self._info.width_name
 
     def infer(self, planes: np.ndarray) -> ModelOutputs:
-        """Run one frame from host memory; returns fresh host arrays (the pinned buffers are
-        reused on the next frame)."""
+        """Run the frames from host memory; returns fresh host arrays (the pinned buffers are
+        reused on the next call)."""
         self._check_planes(planes, closed=self._execution is None)
         started = time.perf_counter()
         input_name = self._info.input_name
+        frames = planes.shape[0]
         try:
             self._buffers.upload(input_name, planes)
-            self._execute(self._buffers.address(input_name), self._stream.handle)
-            able, angle, width = self._buffers.download(self._output_names)
+            self._execute(self._buffers.address(input_name), self._stream.handle, frames)
+            able, angle, width = self._buffers.download(self._output_names, frames)
         except self._driver.Error as error:
             raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
                 from error
         self.last_inference_seconds = time.perf_counter() - started
         return ModelOutputs(able, angle, width)
 
-    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
+    def infer_device(self, planes_ptr: int, stream_handle: int, batch: int = 1) -> DeviceMaps:
         """Enqueue the engine on ``stream_handle`` reading the planes at ``planes_ptr``; the
         maps are the engine's own output buffers (see ``InferenceBackend.infer_device``).
 
@@ -152,9 +164,12 @@ class TensorRTBackend(InferenceBackend):
         """
         if self._execution is None:
             raise InferenceError("the backend is closed; create a new one to run inference")
+        if not 1 <= batch <= self._info.max_batch:
+            raise ValueError(f"batch must be 1 to {self._info.max_batch} (the engine's "
+                             f"max_batch), got {batch}")
         started = time.perf_counter()
         try:
-            self._execute(int(planes_ptr), int(stream_handle))
+            self._execute(int(planes_ptr), int(stream_handle), batch)
         except self._driver.Error as error:
             raise InferenceError(f"CUDA failed while running the TensorRT engine: {error}") \
                 from error
@@ -165,8 +180,15 @@ class TensorRTBackend(InferenceBackend):
         if not self._execution.set_tensor_address(name, address):
             raise InferenceError(f"TensorRT refused the device address of tensor {name!r}")
 
-    def _execute(self, input_address: int, stream_handle: int) -> None:
-        """Bind the input (only when its address changed) and enqueue the engine."""
+    def _execute(self, input_address: int, stream_handle: int, frames: int) -> None:
+        """Bind the input (only when its address changed), set its shape (only when the number
+        of frames changed) and enqueue the engine."""
+        if frames != self._batch:
+            input_name = self._info.input_name
+            if not self._execution.set_input_shape(input_name, (frames, *self._frame_shape)):
+                raise InferenceError(
+                    f"TensorRT refused {frames} frames for input {input_name!r}; see the log")
+            self._batch = frames
         if input_address != self._bound_input:
             self._bind(self._info.input_name, input_address)
             self._bound_input = input_address
@@ -223,19 +245,29 @@ def _pushed_context(device: int) -> CudaContext:
     return context
 
 
-def _engine_tensors(engine, trt: ModuleType, path: pathlib.Path) -> tuple[TensorSpec, ...]:
-    """The engine's I/O tensors by name; all must be static float32 (SGDN engines are)."""
-    tensors = []
+def _engine_tensors(engine, execution, trt: ModuleType,
+                    path: pathlib.Path) -> tuple[TensorSpec, ...]:
+    """The engine's I/O tensors by name, float32, at the most frames one run takes: a dynamic
+    batch axis is set to its profile's maximum on ``execution``, which then gives the outputs'
+    shapes."""
+    modes = {}
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
+        modes[name] = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+    for name in (name for name, is_input in modes.items() if is_input):
         shape = tuple(int(size) for size in engine.get_tensor_shape(name))
+        if shape[:1] == (-1,):
+            largest = tuple(int(size) for size in engine.get_tensor_profile_shape(name, 0)[2])
+            execution.set_input_shape(name, largest)
+    tensors = []
+    for name, is_input in modes.items():
+        shape = tuple(int(size) for size in execution.get_tensor_shape(name))
         dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
         if dtype != np.float32 or any(size < 0 for size in shape):
             raise ModelLoadError(
                 f"{path.name}: engine tensor {name!r} is {dtype.name} {shape}; this backend "
-                "feeds and reads static float32 tensors: export the model with a static "
-                "float32 input and outputs")
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                "feeds and reads float32 tensors, static but for the batch axis: export the "
+                "model with a float32 input and outputs")
         tensors.append(TensorSpec(name, is_input, shape, dtype))
     return tuple(tensors)
 
@@ -248,12 +280,15 @@ def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> Mod
             f"{path.name} has {len(inputs)} inputs ({', '.join(t.name for t in inputs)}); an "
             "SGDN model has one: the image planes")
     model_input = inputs[0]
-    if len(model_input.shape) != 4 or model_input.shape[:2] != (1, _INPUT_CHANNELS):
+    if len(model_input.shape) != 4 or model_input.shape[1] != _INPUT_CHANNELS:
         raise ModelLoadError(
             f"{path.name}: input {model_input.name!r} has shape {model_input.shape}; expected "
-            "(1, 3, H, W): one image as B, G, R planes")
-    shape_of = {tensor.name: tensor.shape for tensor in outputs}
-    able, angle, width = resolve_output_names(list(shape_of), list(shape_of.values()))
+            "(N, 3, H, W): images as B, G, R planes")
+    # One frame's shapes, and the output names the ONNX file's metadata records, if any: an
+    # engine keeps the tensor names but not the metadata.
+    shape_of = {tensor.name: (1, *tensor.shape[1:]) for tensor in outputs}
+    able, angle, width = resolve_output_names(list(shape_of), list(shape_of.values()),
+                                              read_model_metadata(path).output_names)
     return ModelInfo(
         input_name=model_input.name,
         input_shape=(1, _INPUT_CHANNELS, model_input.shape[2], model_input.shape[3]),
@@ -264,4 +299,5 @@ def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> Mod
         width_channels=shape_of[width][1],
         output_height=shape_of[able][2],
         output_width=shape_of[able][3],
+        max_batch=model_input.shape[0],
     )

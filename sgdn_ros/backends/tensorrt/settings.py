@@ -17,12 +17,14 @@ MAX_OPTIMIZATION_LEVEL = 5
 @dataclass(frozen=True)
 class EngineSettings:
     """How to build: precision, workspace limit, builder optimization level (None: TensorRT's
-    default), and whether to keep a timing cache where TensorRT has one."""
+    default), whether to keep a timing cache where TensorRT has one, and the most frames one
+    run takes when the model's batch axis is dynamic (a static model runs one)."""
 
     precision: str = "fp32"
     workspace_mb: int = 1024
     optimization_level: int | None = None
     timing_cache: bool = True
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.precision == "int8":
@@ -35,6 +37,8 @@ class EngineSettings:
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not _is_int(self.workspace_mb) or self.workspace_mb < 1:
             raise ValueError(f"workspace_mb must be a positive integer, got {self.workspace_mb!r}")
+        if not _is_int(self.max_batch) or self.max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {self.max_batch!r}")
         level = self.optimization_level
         if level is not None and (not _is_int(level) or not 0 <= level <= MAX_OPTIMIZATION_LEVEL):
             raise ValueError(

@@ -62,18 +62,25 @@ class TensorBuffers:
         return int(self._allocation(name))
 
     def upload(self, name: str, array: np.ndarray) -> None:
-        """Stage ``array`` in the tensor's page-locked mirror and copy it up on the stream."""
-        host = self._host_mirror(name)
-        if array.shape != host.shape or array.dtype != host.dtype:
-            raise ValueError(
-                f"tensor {name!r} is {host.dtype} {host.shape}, got {array.dtype} {array.shape}")
-        np.copyto(host, array)
-        self._driver.memcpy_htod_async(self._allocation(name), host, self._stream)
+        """Stage ``array`` in the tensor's page-locked mirror and copy it up on the stream.
 
-    def download(self, names: Sequence[str]) -> tuple[np.ndarray, ...]:
-        """Copy the named tensors down, wait for the stream, and return fresh arrays (the
-        page-locked mirrors are reused by the next call)."""
-        mirrors = [self._host_mirror(name) for name in names]
+        ``array`` may hold fewer frames (first axis) than the buffer: those go to its start.
+        """
+        host = self._host_mirror(name)
+        frames = array.shape[0] if array.ndim else 0
+        if (array.shape[1:] != host.shape[1:] or not 1 <= frames <= host.shape[0]
+                or array.dtype != host.dtype):
+            raise ValueError(
+                f"tensor {name!r} is {host.dtype} {host.shape} (1 to {host.shape[0]} frames), "
+                f"got {array.dtype} {array.shape}")
+        np.copyto(host[:frames], array)
+        self._driver.memcpy_htod_async(self._allocation(name), host[:frames], self._stream)
+
+    def download(self, names: Sequence[str], frames: int | None = None) -> tuple[np.ndarray, ...]:
+        """Copy the named tensors down (their first ``frames`` frames; all by default), wait for
+        the stream, and return fresh arrays (the page-locked mirrors are reused by the next
+        call)."""
+        mirrors = [self._host_mirror(name)[:frames] for name in names]
         for name, host in zip(names, mirrors):
             self._driver.memcpy_dtoh_async(host, self._allocation(name), self._stream)
         self._stream.synchronize()
