@@ -20,6 +20,7 @@ from test_gpu_processing import (
     TO_ENCODING,
     _assert_same_grasps,
     _image_message,
+    _pixels_and_classes,
     run_python_cleanly,
 )
 
@@ -132,7 +133,77 @@ def test_published_architecture_k120_same_grasps(resnet_k120, mode):
             got = gpu.detect(frame)
             assert expected.grasps, "no grasp above the quantile threshold"
             _assert_same_grasps(got.grasps, expected.grasps)
-            assert gpu.bytes_copied_device_to_host() < 10_000
+            assert gpu.path.bytes_copied_device_to_host() < 10_000
+
+
+@pytest.fixture
+def full_fp32_convolutions():
+    """TF32 off for the test: cuDNN runs a batch and a single frame with different kernels, and
+    TF32's 10-bit mantissa would part their logits by far more than float32 rounding."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
+def _assert_same_grasps_to_rounding(got, want) -> None:
+    """A batch and single frames differ by the convolutions' rounding: the same pixels and
+    classes, confidence and width to 1e-3 of their range."""
+    assert _pixels_and_classes(got) == _pixels_and_classes(want)
+    np.testing.assert_allclose([g.confidence for g in got], [g.confidence for g in want],
+                               rtol=0, atol=1e-3)
+    np.testing.assert_allclose([g.crop_width_px for g in got], [g.crop_width_px for g in want],
+                               rtol=0, atol=1e-3 * DecodeConfig().max_width_px)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+def test_a_batch_gives_each_frame_the_grasps_of_single_calls(trained_light, frames,
+                                                              full_fp32_convolutions):
+    """N frames of several encodings and sizes in one call (one inference): per frame the
+    grasps, geometry and heatmap of the CPU path's batch, and the grasps of N single calls."""
+    small, _ = render_tabletop_scene(9, 240, 300, num_objects=2)
+    batch = [*_frames("bgra8", 1, count=3), small][:frames]
+    with _detectors(_torch_backend(trained_light, max_batch=4)) as (cpu, gpu):
+        assert gpu.backend.info.max_batch == 4
+        detections = gpu.detect_batch(batch)
+        heatmaps = [detection.confidence_map() for detection in detections]
+        expected = cpu.detect_batch(batch)
+        expected_heatmaps = [detection.confidence_map() for detection in expected]
+        singles = [gpu.detect(frame) for frame in batch]
+        cpu_singles = [cpu.detect(frame) for frame in batch]
+    assert len(detections) == frames
+    for detection, heatmap, want, want_heatmap, single, cpu_single in zip(
+            detections, heatmaps, expected, expected_heatmaps, singles, cpu_singles):
+        assert detection.geometry == want.geometry == single.geometry
+        assert set(detection.stage_seconds) == {"preprocess", "infer", "decode"}
+        _assert_same_grasps(detection.grasps, want.grasps)
+        np.testing.assert_allclose(heatmap, want_heatmap, rtol=0, atol=1e-6)
+        _assert_same_grasps_to_rounding(detection.grasps, single.grasps)
+        _assert_same_grasps_to_rounding(detection.grasps, cpu_single.grasps)
+    assert all(detection.image is frame for detection, frame in zip(detections, batch))
+    assert sum(len(want.grasps) for want in expected) > 0, "no grasp: nothing was compared"
+
+
+def test_more_frames_than_max_batch_run_in_groups_with_a_graph_per_size(resnet_k120):
+    """Five frames at max_batch 2: groups of 2, 2 and 1, each replaying its CUDA graph; the
+    CPU path groups them alike, so the same grasps and heatmaps come out."""
+    frames = [*_frames("bgr8", 0, count=3), *_frames("rgb8", 2, count=2)]
+    backend = _torch_backend(resnet_k120, precision="fp16", cuda_graph=True, max_batch=2)
+    with _detectors(backend) as (cpu, gpu):
+        threshold = float(np.quantile(cpu.detect(frames[0]).confidence_map(), 0.999))
+        cpu.decode_config = gpu.decode_config = DecodeConfig(confidence_threshold=threshold)
+        detections = gpu.detect_batch(frames)
+        heatmaps = [detection.confidence_map() for detection in detections]
+        expected = cpu.detect_batch(frames)
+        expected_heatmaps = [detection.confidence_map() for detection in expected]
+    assert all(detection.image is frame for detection, frame in zip(detections, frames))
+    for detection, heatmap, want, want_heatmap in zip(detections, heatmaps, expected,
+                                                      expected_heatmaps):
+        _assert_same_grasps(detection.grasps, want.grasps)
+        np.testing.assert_allclose(heatmap, want_heatmap, rtol=0, atol=1e-6)
+    assert sum(len(want.grasps) for want in expected) > 0, "no grasp: nothing was compared"
 
 
 def test_heatmap_comes_back_only_when_asked_and_equals_the_cpu_map(trained_light):
@@ -140,7 +211,7 @@ def test_heatmap_comes_back_only_when_asked_and_equals_the_cpu_map(trained_light
         frame = next(_frames("rgb8", 3))
         expected = cpu.detect(frame).confidence_map()
         detection = gpu.detect(frame)
-        assert gpu.bytes_copied_device_to_host() < 10_000  # grasps only, no map
+        assert gpu.path.bytes_copied_device_to_host() < 10_000  # grasps only, no map
         heatmap = detection.confidence_map()
         assert heatmap.shape == expected.shape == (320, 320)
         np.testing.assert_allclose(heatmap, expected, rtol=0, atol=1e-6)

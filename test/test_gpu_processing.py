@@ -20,12 +20,9 @@ from sgdn_ros.core.decoding import DecodeConfig, confidence_map, decode_grasps
 from sgdn_ros.core.frames import image_message_to_bgr, raw_image_from_message
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.gpu.cuda_context import CudaContext
-from sgdn_ros.gpu.processing import (
-    GpuDecoder,
-    GpuPreprocessor,
-    UnsupportedOnGpuError,
-    decode_on_gpu,
-)
+from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
+from sgdn_ros.gpu.errors import GpuProcessingError, UnsupportedOnGpuError
+from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 from sgdn_ros.tools.gpu_benchmark import benchmark_gpu_vs_cpu
 from sgdn_ros.training.scenes import render_tabletop_scene
 
@@ -153,6 +150,48 @@ def test_gpu_preprocess_equals_cpu(encoding, height, width, row_padding):
         assert np.all(gpu_planes[..., :(320 - height) // 2, :] == 0.0)
 
 
+@pytest.mark.parametrize("frames", [1, 2, 4])
+def test_a_batch_of_frames_is_preprocessed_into_one_buffer(frames):
+    """Frame i's planes at offset i * 3 * H * W, equal to a single frame's and to the CPU's;
+    frames of other sizes and encodings, and one uploaded from the CPU, share the batch."""
+    import pycuda.driver as driver
+
+    sizes = [(480, 640, "bgr8"), (200, 280, "rgb8"), (240, 400, "bgra8"), (480, 640, "mono8")]
+    messages = [_image_message(render_tabletop_scene(seed, height=height, width=width)[0],
+                               encoding, seed % 3)
+                for seed, (height, width, encoding) in enumerate(sizes[:frames])]
+    cpu_planes = [Preprocessor(PreprocessConfig())(image_message_to_bgr(message))[0]
+                  for message in messages]
+
+    def preprocess(stream):
+        singles = [_preprocess_both(stream, message)[0] for message in messages]
+        with closing(GpuPreprocessor(stream, max_batch=4)) as preprocessor:
+            for frame, message in enumerate(messages[:-1]):
+                geometry = preprocessor.geometry_for(message.height, message.width)
+                address = preprocessor.upload_and_preprocess(
+                    raw_image_from_message(message), geometry, frame)
+                assert address == preprocessor.planes_ptr + frame * 3 * 320 * 320 * 4
+            preprocessor.upload_planes(cpu_planes[-1], frames - 1)
+            stream.synchronize()
+            batch = driver.from_device(preprocessor.planes_ptr, (frames, 3, 320, 320),
+                                       np.float32)
+        return batch, singles
+
+    batch, singles = _with_context(preprocess)
+    for frame in range(frames):
+        np.testing.assert_array_equal(batch[frame:frame + 1], singles[frame])
+        np.testing.assert_allclose(batch[frame:frame + 1], cpu_planes[frame], rtol=0, atol=1e-6)
+
+
+def test_a_frame_outside_the_batch_is_refused():
+    def preprocess(stream):
+        with closing(GpuPreprocessor(stream, max_batch=2)) as preprocessor:
+            preprocessor.upload_planes(np.zeros((1, 3, 320, 320), np.float32), 2)
+
+    with pytest.raises(GpuProcessingError, match="batch slot from 0 to 1"):
+        _with_context(preprocess)
+
+
 def test_resize_policy_is_refused_on_gpu():
     image, _ = render_tabletop_scene(1, height=200, width=280)
     message = _image_message(image, "bgr8", 0)
@@ -169,7 +208,7 @@ def test_resize_policy_is_refused_on_gpu():
 DECODE_CASES = [
     DecodeConfig("peaks", 0.5, 10, 5),
     DecodeConfig("peaks", 0.9, 3, 20),
-    DecodeConfig("peaks", 0.0, 0, 7),  # every pixel is a candidate: the overflow fallback
+    DecodeConfig("peaks", 0.0, 1, 7),  # a ninth of the pixels or more: the overflow fallback
     DecodeConfig("max", 0.5, 10, 5),
 ]
 
@@ -186,6 +225,38 @@ def test_gpu_decode_equals_decode_grasps(classes, per_class_width, quantised, co
     _assert_same_grasps(gpu, cpu)
     if config.min_distance >= 10 and not quantised:
         assert 0 < copied < 100_000
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+@pytest.mark.parametrize("config", [DECODE_CASES[0], DECODE_CASES[2], DECODE_CASES[3]],
+                         ids=["peaks", "overflow", "max"])
+def test_each_frame_of_batched_maps_decodes_as_alone(frames, config):
+    """Frame i decoded at its offset in (N, C, H, W) maps: the grasps and the confidence map of
+    that frame decoded alone, and decode_grasps' on the CPU."""
+    import pycuda.driver as driver
+
+    per_frame = [_random_maps(30 + frame, 18, 18, quantised=frame % 2 == 1)
+                 for frame in range(frames)]
+    batched = [np.concatenate(maps) for maps in zip(*per_frame)]
+    geometry = Preprocessor(PreprocessConfig())(np.zeros((480, 640, 3), np.uint8))[1]
+
+    def decode(stream):
+        device_maps = [driver.to_device(maps) for maps in batched]
+        with closing(GpuDecoder(stream, 320, 320, 18, 18)) as decoder:
+            results = [(decode_on_gpu(decoder, *device_maps, geometry, config, frame),
+                        decoder.confidence_map(device_maps[0], frame))
+                       for frame in range(frames)]
+        for allocation in device_maps:
+            allocation.free()
+        return results
+
+    results = _with_context(decode)
+    for maps, (grasps, confidences) in zip(per_frame, results):
+        alone, cpu, _copied = _with_context(lambda stream, m=maps: _decode_both(stream, m, config))
+        assert cpu, "the random maps must give grasps, or the comparison proves nothing"
+        _assert_same_grasps(grasps, alone)
+        _assert_same_grasps(grasps, cpu)
+        np.testing.assert_allclose(confidences, confidence_map(maps[0]), atol=1e-6)
 
 
 def test_small_candidate_buffer_falls_back_to_the_same_grasps():

@@ -122,3 +122,37 @@ def test_worker_thread_cycles_exit_cleanly():
               "    thread.start(); thread.join()\n"
               "raise SystemExit(0 if results == [True] * 3 else 3)\n")
     run_python_cleanly(script)
+
+
+@needs_gpu
+def test_fewer_frames_than_the_buffers_hold_go_to_their_start():
+    """A dynamic-batch engine's buffers hold max_batch frames; a run of fewer frames uploads
+    and downloads only those."""
+    import pycuda.driver as driver
+
+    from sgdn_ros.gpu.cuda_context import CudaContext
+
+    float32 = np.dtype(np.float32)
+    tensors = [TensorSpec("input", True, (4, 3, 8, 8), float32),
+               TensorSpec("output_able", False, (4, 1, 8, 8), float32)]
+    rng = np.random.default_rng(4)
+    with CudaContext():
+        stream = driver.Stream()
+        buffers = TensorBuffers(driver, tensors, stream, ("output_able",))
+        try:
+            planes = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+            buffers.upload("input", planes)
+            stream.synchronize()
+            on_device = np.empty((4, 3, 8, 8), np.float32)
+            driver.memcpy_dtoh(on_device, buffers.address("input"))
+            assert np.array_equal(on_device[:2], planes)
+
+            written = rng.normal(size=(4, 1, 8, 8)).astype(np.float32)
+            driver.memcpy_htod(buffers.address("output_able"), written)
+            (able,) = buffers.download(("output_able",), frames=2)
+            assert able.shape == (2, 1, 8, 8) and np.array_equal(able, written[:2])
+            with pytest.raises(ValueError, match="1 to 4 frames"):
+                buffers.upload("input", np.zeros((5, 3, 8, 8), np.float32))
+        finally:
+            buffers.free()
+        del stream

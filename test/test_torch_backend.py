@@ -114,6 +114,75 @@ def test_bad_input_and_use_after_close_are_refused(light_checkpoint):
         backend.infer(_planes(5))
 
 
+def _batch(seeds) -> np.ndarray:
+    return np.concatenate([_planes(seed) for seed in seeds])
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+def test_a_batch_gives_what_single_frames_give(light_checkpoint, frames):
+    path, _model, _config = light_checkpoint
+    seeds = range(10, 10 + frames)
+    with TorchBackend(path, device="cpu", max_batch=4) as backend:
+        assert backend.info.max_batch == 4 and backend.info.input_shape == (1, 3, 320, 320)
+        batched = backend.infer(_batch(seeds))
+        singles = [backend.infer(_planes(seed)) for seed in seeds]
+    for role in ("able", "angle", "width"):
+        got = getattr(batched, role)
+        assert got.shape[0] == frames
+        want = np.concatenate([getattr(single, role) for single in singles])
+        # oneDNN may block a batch's convolutions differently: float32 rounding, not 1e-5.
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * float(np.abs(want).max()))
+
+
+def test_batches_larger_than_max_batch_are_refused(light_checkpoint):
+    path, _model, _config = light_checkpoint
+    with TorchBackend(path, device="cpu", max_batch=2) as backend:
+        with pytest.raises(ValueError, match="takes 1 to 2 per inference"):
+            backend.infer(_batch(range(3)))
+        with pytest.raises(ValueError, match="hold 0 frames"):
+            backend.infer(np.zeros((0, 3, 320, 320), dtype=np.float32))
+        with pytest.raises(ValueError, match="1 to 2 per inference"):
+            backend.forward_on_device(torch.from_numpy(_batch(range(3))))
+    with TorchBackend(path, device="cpu") as backend:
+        assert backend.info.max_batch == 1
+        with pytest.raises(ValueError, match="takes 1 to 1 per inference"):
+            backend.infer(_batch(range(2)))
+
+
+def test_input_size_is_the_callers_and_from_module_takes_it(light_checkpoint):
+    _path, model, config = light_checkpoint
+    planes = np.random.default_rng(8).uniform(-0.5, 0.5, (2, 3, 256, 256)).astype(np.float32)
+    with TorchBackend.from_module(model, config, device="cpu", max_batch=2,
+                                  input_size=256) as backend:
+        info = backend.info
+        outputs = backend.infer(planes)
+    assert info.input_shape == (1, 3, 256, 256) and info.max_batch == 2
+    assert (info.output_height, info.output_width) == (256, 256)
+    np.testing.assert_allclose(outputs.able, _forward(model, planes)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_batch": 0}, "max_batch must be a positive integer"),
+    ({"input_size": 300}, "input_size must be a positive multiple of 16"),
+])
+def test_bad_batch_or_input_size_is_refused(light_checkpoint, options, message):
+    path, _model, _config = light_checkpoint
+    with pytest.raises(ValueError, match=message):
+        TorchBackend(path, device="cpu", **options)
+
+
+@requires_cuda
+def test_cuda_graph_per_batch_size_gives_what_single_frames_give(light_checkpoint):
+    path, _model, _config = light_checkpoint
+    with TorchBackend(path, device="cuda", precision="fp16", cuda_graph=True,
+                      max_batch=4) as backend:
+        singles = [backend.infer(_planes(seed)).able for seed in range(20, 24)]
+        for frames in (4, 2, 1, 4):
+            batched = backend.infer(_batch(range(20, 20 + frames))).able
+            want = np.concatenate(singles[:frames])
+            np.testing.assert_allclose(batched, want, atol=0.01 * float(np.abs(want).max()))
+
+
 @requires_cuda
 def test_cuda_fp16_and_graph_agree_with_fp32(light_checkpoint):
     path, _model, _config = light_checkpoint

@@ -1,8 +1,10 @@
 """SGDN in PyTorch: for machines with PyTorch and no TensorRT, and the reference the others match.
 
-The checkpoint holds the network's configuration, so nothing about the model is guessed. On a
-CUDA GPU the backend can run in FP16 and replay the whole forward pass as one CUDA graph: the
-input has one fixed shape, so the graph is captured once at load time and each frame is then a
+The checkpoint holds the network's configuration, so nothing about the model is guessed; the
+network is fully convolutional, so the input size (a multiple of its output stride, 320 for the
+published model) and the most frames per inference (``max_batch``) are the caller's choice. On
+a CUDA GPU the backend can run in FP16 and replay the whole forward pass as a CUDA graph: one
+graph per batch size, captured on that size's first inference, after which each inference is a
 copy in, one replay and the copies out, with no Python per layer.
 
 The outputs are float32 whatever the precision (cast on the GPU, inside the graph), and each
@@ -30,10 +32,10 @@ from sgdn_ros.backends.base import (
     resolve_output_names,
 )
 from sgdn_ros.network.checkpoint import load_checkpoint
-from sgdn_ros.network.network import SGDNConfig
+from sgdn_ros.network.network import OUTPUT_STRIDE, SGDNConfig
 
 INPUT_NAME = "input"
-INPUT_SIZE = 320
+PUBLISHED_INPUT_SIZE = 320
 _GRAPH_WARMUP_RUNS = 3
 
 DeviceOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -61,21 +63,26 @@ class TorchBackend(InferenceBackend):
     ``precision`` "fp16" and ``cuda_graph`` need a CUDA device. ``name`` says what runs, e.g.
     ``torch-cuda-fp16-graph`` or ``torch-cpu-fp32``. ``config`` overrides the configuration
     stored in the checkpoint (for bare published ``state_dict`` files, which carry none).
+    ``max_batch`` is how many frames one inference takes (``info.max_batch``); ``input_size``
+    is the square input's side, which neither the checkpoint nor ``SGDNConfig`` records.
     """
 
     def __init__(self, checkpoint_path: str | PathLike[str], *, device: str = "auto",
                  precision: str = "fp32", cuda_graph: bool = False,
-                 config: SGDNConfig | None = None, threads: int = 0) -> None:
+                 config: SGDNConfig | None = None, threads: int = 0, max_batch: int = 1,
+                 input_size: int = PUBLISHED_INPUT_SIZE) -> None:
         target = _checked_target(device, precision, cuda_graph)
+        _check_sizes(max_batch, input_size)
         if threads > 0 and target.type == "cpu":
             torch.set_num_threads(threads)  # process-wide: this backend is the process's only one
         model, model_config = load_checkpoint(checkpoint_path, config=config, map_location="cpu")
-        self._start(model, model_config, target, precision, cuda_graph)
+        self._start(model, model_config, target, precision, cuda_graph, max_batch, input_size)
 
     @classmethod
     def from_module(cls, model: nn.Module, config: SGDNConfig | None = None, *,
-                    device: str = "auto", precision: str = "fp32",
-                    cuda_graph: bool = False) -> TorchBackend:
+                    device: str = "auto", precision: str = "fp32", cuda_graph: bool = False,
+                    max_batch: int = 1, input_size: int = PUBLISHED_INPUT_SIZE
+                    ) -> TorchBackend:
         """Run a network already in memory (random weights for benchmarks, a model in training).
 
         The backend takes the module over: it is moved, put in eval mode and, for fp16, halved.
@@ -84,18 +91,21 @@ class TorchBackend(InferenceBackend):
         model_config = config if config is not None else getattr(model, "config", None)
         if not isinstance(model_config, SGDNConfig):
             raise ValueError("pass the network's SGDNConfig: this module has no .config")
+        target = _checked_target(device, precision, cuda_graph)
+        _check_sizes(max_batch, input_size)
         backend = cls.__new__(cls)
-        backend._start(model, model_config, _checked_target(device, precision, cuda_graph),
-                       precision, cuda_graph)
+        backend._start(model, model_config, target, precision, cuda_graph, max_batch,
+                       input_size)
         return backend
 
     def _start(self, model: nn.Module, config: SGDNConfig, device: torch.device,
-               precision: str, cuda_graph: bool) -> None:
+               precision: str, cuda_graph: bool, max_batch: int, input_size: int) -> None:
         self.config = config
         self.device = device
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         if device.type == "cuda":
-            # One fixed input shape for the life of the process: let cuDNN time its kernels once.
+            # One input shape per batch size for the life of the process: let cuDNN time its
+            # kernels once for each.
             torch.backends.cudnn.benchmark = True
         # FP16 convolutions run on tensor cores in NHWC: channels-last saves their transposes
         # (ResNet-101, K = 120, H100, CUDA graph: 2.8 ms against 3.1 ms in NCHW); TF32 is
@@ -104,21 +114,22 @@ class TorchBackend(InferenceBackend):
                          else torch.contiguous_format)
         self._model: nn.Module | None = model.to(
             device=device, dtype=self._dtype, memory_format=memory_format).eval()
-        input_shape = (1, config.input_channels, INPUT_SIZE, INPUT_SIZE)
-        self._static_input: torch.Tensor | None = torch.zeros(
-            input_shape, device=device, dtype=self._dtype).contiguous(memory_format=memory_format)
+        input_shape = (1, config.input_channels, input_size, input_size)
+        batch_shape = (max_batch, *input_shape[1:])
+        # Frame i of a batch of N lies in slot i of these buffers; a CUDA graph of N frames
+        # reads the first N slots, so every graph has a fixed input address.
+        self._input: torch.Tensor | None = torch.zeros(
+            batch_shape, device=device, dtype=self._dtype).contiguous(memory_format=memory_format)
         self._host_input: torch.Tensor | None = torch.zeros(
-            input_shape, dtype=torch.float32, pin_memory=device.type == "cuda")
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_outputs: DeviceOutputs | None = None
+            batch_shape, dtype=torch.float32, pin_memory=device.type == "cuda")
+        self._cuda_graph = cuda_graph
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, DeviceOutputs]] = {}
         self._device_outputs: DeviceOutputs | None = None
         if device.type == "cuda":
             self.cuda_device = device.index if device.index is not None \
                 else torch.cuda.current_device()
         with torch.no_grad():
-            shapes = [tuple(output.shape) for output in self._forward(self._static_input)]
-        if cuda_graph:
-            self._graph, self._graph_outputs = self._capture_graph()
+            shapes = [tuple(output.shape) for output in self._forward(self._input[:1])]
         resolve_output_names(PUBLISHED_OUTPUT_NAMES, shapes)
         able_shape, angle_shape, width_shape = shapes
         self._info = ModelInfo(
@@ -126,11 +137,12 @@ class TorchBackend(InferenceBackend):
             able_name=PUBLISHED_OUTPUT_NAMES[0], angle_name=PUBLISHED_OUTPUT_NAMES[1],
             width_name=PUBLISHED_OUTPUT_NAMES[2], num_angle_classes=angle_shape[1],
             width_channels=width_shape[1], output_height=able_shape[2],
-            output_width=able_shape[3])
+            output_width=able_shape[3], max_batch=max_batch)
         self.name = f"torch-{device.type}-{precision}" + ("-graph" if cuda_graph else "")
         where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
         self.selection_reason = (
-            f"PyTorch on {where}, {precision}" + (", CUDA graph" if cuda_graph else ""))
+            f"PyTorch on {where}, {precision}" + (", CUDA graph" if cuda_graph else "")
+            + (f", up to {max_batch} frames per inference" if max_batch > 1 else ""))
 
     @property
     def info(self) -> ModelInfo:
@@ -141,44 +153,58 @@ class TorchBackend(InferenceBackend):
         return tuple(output.to(torch.float32, memory_format=torch.contiguous_format)
                      for output in self._model(inputs))
 
-    def _capture_graph(self) -> tuple[torch.cuda.CUDAGraph, DeviceOutputs]:
-        """Warm up on a side stream (as capture requires), then record one forward pass."""
+    def _graph_for(self, batch: int) -> tuple[torch.cuda.CUDAGraph, DeviceOutputs]:
+        """The CUDA graph of ``batch`` frames on the input's first slots, captured on first use:
+        warm up on a side stream (as capture requires), then record one forward pass."""
+        if batch in self._graphs:
+            return self._graphs[batch]
+        inputs = self._input[:batch]
         with torch.cuda.device(self.device), torch.no_grad():
             side_stream = torch.cuda.Stream()
             side_stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side_stream):
                 for _ in range(_GRAPH_WARMUP_RUNS):
-                    self._forward(self._static_input)
+                    self._forward(inputs)
             torch.cuda.current_stream().wait_stream(side_stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                outputs = self._forward(self._static_input)
+                outputs = self._forward(inputs)
+        self._graphs[batch] = graph, outputs
         return graph, outputs
 
     def forward_on_device(self, inputs: torch.Tensor) -> DeviceOutputs:
-        """Run a (1, C, 320, 320) tensor already on this backend's device; float32 logits.
+        """Run (N, C, H, W) frames already on this backend's device, 1 <= N <= ``max_batch``;
+        float32 logits with N first.
 
-        With a CUDA graph the outputs are the graph's own buffers, overwritten by the next call:
-        copy them to keep them. Used by ``infer`` and by the benchmark (the GPU time alone).
+        With a CUDA graph the outputs are the graph's own buffers, overwritten by the next call
+        of the same N: copy them to keep them. Used by ``infer`` and by the benchmark (the GPU
+        time alone).
         """
         if self._model is None:
             raise InferenceError("the backend is closed; create a new one to run inference")
-        if self._graph is not None:
-            if inputs is not self._static_input:
-                self._static_input.copy_(inputs)
-            with torch.cuda.device(self.device):
-                self._graph.replay()
-            return self._graph_outputs
-        with torch.no_grad():
-            return self._forward(inputs.to(self._dtype))
+        batch = inputs.shape[0]
+        self._check_batch_size(batch)
+        if not self._cuda_graph:
+            with torch.no_grad():
+                return self._forward(inputs.to(self._dtype))
+        graph_input = self._input[:batch]
+        if inputs.data_ptr() != graph_input.data_ptr():
+            graph_input.copy_(inputs)
+        graph, outputs = self._graph_for(batch)
+        with torch.cuda.device(self.device):
+            graph.replay()
+        return outputs
 
     def infer(self, planes: np.ndarray) -> ModelOutputs:
         self._check_planes(planes, closed=self._model is None)
+        batch = planes.shape[0]
         started = time.perf_counter()
-        self._host_input.numpy()[...] = planes
+        host_input = self._host_input[:batch]
+        host_input.numpy()[...] = planes
         on_gpu = self.device.type == "cuda"
-        self._static_input.copy_(self._host_input, non_blocking=on_gpu)
-        outputs = self.forward_on_device(self._static_input)
+        device_input = self._input[:batch]
+        device_input.copy_(host_input, non_blocking=on_gpu)
+        outputs = self.forward_on_device(device_input)
         if on_gpu:
             host_outputs = []
             for output in outputs:
@@ -190,34 +216,44 @@ class TorchBackend(InferenceBackend):
         self.last_inference_seconds = time.perf_counter() - started
         return ModelOutputs(*(output.numpy() for output in outputs))
 
-    def infer_device(self, planes_ptr: int, stream_handle: int) -> DeviceMaps:
-        """Run on planes in GPU memory, on the caller's CUDA stream (``ExternalStream``), so the
-        GPU pre- and post-processing and the network share one stream in order. The maps are
-        this backend's output tensors, kept alive until the next inference.
+    def infer_device(self, planes_ptr: int, stream_handle: int, batch: int = 1) -> DeviceMaps:
+        """Run on ``batch`` frames' planes in GPU memory, on the caller's CUDA stream
+        (``ExternalStream``), so the GPU pre- and post-processing and the network share one
+        stream in order. The maps are this backend's output tensors, kept alive until the next
+        inference.
 
         ``last_inference_seconds`` is the time to enqueue, not to run (see the TensorRT backend).
         """
         if self.cuda_device is None:
-            return super().infer_device(planes_ptr, stream_handle)
+            return super().infer_device(planes_ptr, stream_handle, batch)
         if self._model is None:
             raise InferenceError("the backend is closed; create a new one to run inference")
+        self._check_batch_size(batch)
         started = time.perf_counter()
         stream = torch.cuda.ExternalStream(int(stream_handle), device=self.device)
+        shape = (batch, *self._info.input_shape[1:])
         with torch.cuda.stream(stream):
-            planes = torch.as_tensor(_CudaArrayView(int(planes_ptr), self._info.input_shape),
-                                     device=self.device)
-            self._static_input.copy_(planes)
-            self._device_outputs = self.forward_on_device(self._static_input)
+            planes = torch.as_tensor(_CudaArrayView(int(planes_ptr), shape), device=self.device)
+            device_input = self._input[:batch]
+            device_input.copy_(planes)
+            self._device_outputs = self.forward_on_device(device_input)
         self.last_inference_seconds = time.perf_counter() - started
         return DeviceMaps(*(output.data_ptr() for output in self._device_outputs))
+
+    def _check_batch_size(self, batch: int) -> None:
+        max_batch = self._info.max_batch
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= max_batch:
+            raise ValueError(
+                f"a batch of {batch!r} frames; {self.name} takes 1 to {max_batch} per inference "
+                "(ModelInfo.max_batch): split them with sgdn_ros.pipeline.detector.batches, or "
+                "load the backend with a larger max_batch")
 
     def close(self) -> None:
         if self._model is None:
             return
-        self._graph = None
-        self._graph_outputs = None
+        self._graphs = {}
         self._device_outputs = None
-        self._static_input = None
+        self._input = None
         self._host_input = None
         self._model = None
         if self.device.type == "cuda":
@@ -232,6 +268,17 @@ class _CudaArrayView:
         self.__cuda_array_interface__ = {
             "shape": tuple(shape), "typestr": "<f4", "data": (pointer, False), "strides": None,
             "version": 2}
+
+
+def _check_sizes(max_batch: int, input_size: int) -> None:
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive integer (frames per inference), got "
+                         f"{max_batch!r}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) \
+            or input_size < OUTPUT_STRIDE or input_size % OUTPUT_STRIDE:
+        raise ValueError(
+            f"input_size must be a positive multiple of {OUTPUT_STRIDE} (the network's output "
+            f"stride; published: {PUBLISHED_INPUT_SIZE}), got {input_size!r}")
 
 
 def _checked_target(device: str, precision: str, cuda_graph: bool) -> torch.device:

@@ -1,9 +1,11 @@
 """The processing path on the GPU, around a backend that works
 in GPU memory (TensorRT, or torch on CUDA).
 
-Per frame: the raw camera bytes go up once, a kernel writes the network's input planes, the
-backend runs on them in place, and the decoder copies back only the chosen grasps (a few KB),
-all in order on one CUDA stream. The confidence map for the heatmap comes back only when asked.
+Per group of at most ``max_batch`` frames (the backend's ``info.max_batch``): the raw camera
+bytes go up once, a kernel writes each frame's input planes into one contiguous batch buffer,
+the backend runs once on the whole group in place, and the decoder decodes each frame at its
+offset in the batched maps, copying back only the chosen grasps (a few KB per frame), all in
+order on one CUDA stream. A frame's confidence map for the heatmap comes back only when asked.
 The grasps equal the CPU detector's (same pixels and angle classes; confidence and width to
 float32 rounding, see ``test/test_gpu_detector.py``).
 
@@ -23,8 +25,14 @@ from sgdn_ros.core.frames import RawImage, bgr_as_raw_image, raw_image_to_bgr
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor, crop_geometry
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
-from sgdn_ros.gpu.processing import GpuDecoder, GpuPreprocessor, decode_on_gpu
-from sgdn_ros.pipeline.detector import CameraImage, Detection, network_preprocess_config
+from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
+from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
+from sgdn_ros.pipeline.detector import (
+    CameraImage,
+    Detection,
+    batches,
+    network_preprocess_config,
+)
 
 
 class GpuPath:
@@ -68,7 +76,7 @@ class GpuPath:
         try:
             self._gpu_preprocessor = GpuPreprocessor(
                 self._stream, config.input_height, config.input_width, config.mean_bgr,
-                config.scale)
+                config.scale, info.max_batch)
             self._decoder = GpuDecoder(self._stream, info.output_height, info.output_width,
                                        info.num_angle_classes, info.width_channels)
         except driver.Error as error:  # includes pycuda's CompileError (no nvcc)
@@ -79,43 +87,59 @@ class GpuPath:
 
     def detect_batch(self, images: Sequence[CameraImage],
                      decode_config: DecodeConfig) -> list[Detection]:
+        """One ``Detection`` per image, one inference per group of at most ``max_batch``.
+
+        ``stage_seconds``: "preprocess" and "infer" are the group's times split evenly over
+        its frames (they run for the group at once), "decode" is the frame's own; so the sum
+        over a batch is its wall time.
+        """
         if self._decoder is None:
             raise RuntimeError("the GPU path is closed; create a new detector")
-        return [self._detect(image, decode_config) for image in images]
+        return [detection for group in batches(images, self.backend.info.max_batch)
+                for detection in self._detect_group(group, decode_config)]
 
-    def _detect(self, image: CameraImage, decode_config: DecodeConfig) -> Detection:
+    def _detect_group(self, group: Sequence[CameraImage],
+                      decode_config: DecodeConfig) -> list[Detection]:
         started = time.perf_counter()
-        planes, geometry = self._planes_on_gpu(image)
+        geometries = [self._planes_on_gpu(image, frame) for frame, image in enumerate(group)]
         self._stream.synchronize()
         preprocessed = time.perf_counter()
-        maps = self.backend.infer_device(int(planes), self._stream.handle)
+        maps = self.backend.infer_device(self._gpu_preprocessor.planes_ptr,
+                                         self._stream.handle, batch=len(group))
         self._stream.synchronize()
         inferred = time.perf_counter()
-        grasps = decode_on_gpu(self._decoder, *maps, geometry, decode_config)
-        decoded = time.perf_counter()
+        preprocess_share = (preprocessed - started) / len(group)
+        infer_share = (inferred - preprocessed) / len(group)
         decoder = self._decoder
-        return Detection(
-            grasps=grasps, geometry=geometry, image=image,
-            preprocess_config=self.preprocess_config,
-            confidence_source=lambda: decoder.confidence_map(maps.able),
-            stage_seconds={
-                "preprocess": preprocessed - started,
-                "infer": inferred - preprocessed,
-                "decode": decoded - inferred,
-            })
+        detections = []
+        for frame, (image, geometry) in enumerate(zip(group, geometries)):
+            decode_started = time.perf_counter()
+            grasps = decode_on_gpu(decoder, *maps, geometry, decode_config, frame)
+            detections.append(Detection(
+                grasps=grasps, geometry=geometry, image=image,
+                preprocess_config=self.preprocess_config,
+                confidence_source=lambda frame=frame: decoder.confidence_map(maps.able, frame),
+                stage_seconds={
+                    "preprocess": preprocess_share,
+                    "infer": infer_share,
+                    "decode": time.perf_counter() - decode_started,
+                }))
+        return detections
 
     def bytes_copied_device_to_host(self) -> int:
         """What the last frame's decoding copied from the GPU (heatmaps not included)."""
         return self._decoder.bytes_copied_device_to_host()
 
-    def _planes_on_gpu(self, image: CameraImage) -> tuple[object, CropGeometry]:
+    def _planes_on_gpu(self, image: CameraImage, frame: int) -> CropGeometry:
+        """Write ``image``'s planes into batch slot ``frame``; returns its crop geometry."""
         raw = image if isinstance(image, RawImage) else bgr_as_raw_image(image)
         geometry = crop_geometry(raw.height, raw.width, self.preprocess_config)
         if raw.layout.bytes_per_channel == 1 and geometry.scale == 1.0:
-            planes = self._gpu_preprocessor.upload_and_preprocess(raw, geometry)
-            return planes, geometry
+            self._gpu_preprocessor.upload_and_preprocess(raw, geometry, frame)
+            return geometry
         host_planes, geometry = self.preprocessor(raw_image_to_bgr(raw))
-        return self._gpu_preprocessor.upload_planes(host_planes), geometry
+        self._gpu_preprocessor.upload_planes(host_planes, frame)
+        return geometry
 
     def close(self) -> None:
         """Free the GPU buffers and pop the context (on the creating thread); the detector

@@ -5,8 +5,8 @@
 - ``benchmark_gpu_vs_cpu``: the pre- and post-processing steps alone, on output maps already
   on the GPU (as TensorRT leaves them).
 - ``benchmark_detectors``: whole frames, raw 640x480 camera bytes to grasps, through the CPU
-  ``GraspDetector`` and the ``GpuGraspDetector`` around the same PyTorch CUDA backend (TensorRT
-  cannot execute on the machines this project was measured on; the GPU detector treats both
+  ``GraspDetector`` and the GPU one (``GpuPath``) around the same PyTorch CUDA backend (TensorRT
+  cannot execute on the machines this project was measured on; the GPU path treats both
   backends alike through ``infer_device``).
 """
 
@@ -23,12 +23,9 @@ from sgdn_ros.core.decoding import DecodeConfig, decode_grasps
 from sgdn_ros.core.frames import bgr_as_raw_image
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.gpu.cuda_context import CudaContext, import_pycuda_driver
-from sgdn_ros.gpu.processing import (
-    GpuDecoder,
-    GpuPreprocessor,
-    GpuProcessingError,
-    decode_on_gpu,
-)
+from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
+from sgdn_ros.gpu.errors import GpuProcessingError
+from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640
 DETECTOR_MODELS = (("resnet101", 120), ("light", 18))
@@ -172,7 +169,7 @@ def benchmark_detectors(repeats: int = 50,
             cpu.decode_config = gpu.decode_config = DecodeConfig(confidence_threshold=threshold)
             timings = _alternate(cpu.detect, gpu.detect, frame, repeats)
             cpu_grasps, gpu_grasps = cpu.detect(frame).grasps, gpu.detect(frame).grasps
-            gpu_bytes = gpu.bytes_copied_device_to_host()
+            gpu_bytes = gpu.path.bytes_copied_device_to_host()
         finally:
             gpu.close()  # closes the shared backend too
         info = backend.info

@@ -1,0 +1,337 @@
+"""Grasp decoding of the network's output maps on the GPU, so only a few KB cross PCIe.
+
+The CPU path copies the 1 + 2K output maps to the host (about 99 MB at K = 120) to decode a
+handful of grasps. Here a kernel finds the candidate pixels on the able map; only those
+candidates and, for the chosen grasps, their angle class and width logit come back. The grasps
+equal ``sgdn_ros.core.decoding.decode_grasps``. Maps of a batch hold the frames one after the
+other; frame i is decoded in place, at its offset, without copying the maps.
+
+All work runs on one non-default stream through page-locked host buffers; create and use the
+decoder on the inference thread with its ``CudaContext`` pushed, and ``close`` it there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sgdn_ros.core.decoding import (
+    DecodeConfig,
+    Grasp,
+    find_peaks,
+    grasps_at_pixels,
+    logit,
+    sigmoid64,
+    suppress_close_peaks,
+    threshold_in,
+)
+from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
+from sgdn_ros.gpu.cuda_context import import_pycuda_driver
+from sgdn_ros.gpu.errors import GpuProcessingError, check_positive_ints
+from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
+
+if TYPE_CHECKING:
+    from pycuda.driver import Stream
+
+_REDUCTION_THREADS = 1024
+_GATHER_THREADS = 128
+_SIGMOID_THREADS = 256
+
+_DECODE_SOURCE = r"""
+/* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */
+__device__ void store_candidate(int* count, int* candidates, int capacity, int index,
+                                float logit)
+{
+    int slot = atomicAdd(count, 1);
+    if (slot < capacity) {
+        candidates[2 * slot] = index;
+        candidates[2 * slot + 1] = __float_as_int(logit);
+    }
+}
+
+__global__ void find_local_maxima(
+    const float* able, int height, int width, int radius, float threshold, int capacity,
+    int* count, int* candidates)
+{
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    int row = blockIdx.y * blockDim.y + threadIdx.y;
+    if (row >= height || col >= width) return;
+    float value = able[row * width + col];
+    if (!(value >= threshold)) return;
+    int row_end = min(row + radius, height - 1);
+    int col_end = min(col + radius, width - 1);
+    for (int r = max(row - radius, 0); r <= row_end; ++r) {
+        for (int c = max(col - radius, 0); c <= col_end; ++c) {
+            if (able[r * width + c] > value) return;
+        }
+    }
+    store_candidate(count, candidates, capacity, row * width + col, value);
+}
+
+/* numpy.argmax order: NaN beats everything, then the larger value, then the lower index. */
+__device__ bool comes_first(float value, int index, float best, int best_index)
+{
+    bool value_nan = isnan(value), best_nan = isnan(best);
+    if (value_nan != best_nan) return value_nan;
+    if (!value_nan && value != best) return value > best;
+    return index < best_index;
+}
+
+__global__ void find_global_max(
+    const float* able, int size, float threshold, int* count, int* candidates)
+{
+    __shared__ float values[1024];
+    __shared__ int indices[1024];
+    float best = __int_as_float(0xff800000);
+    int best_index = 0x7fffffff;
+    for (int i = threadIdx.x; i < size; i += blockDim.x) {
+        if (comes_first(able[i], i, best, best_index)) {
+            best = able[i];
+            best_index = i;
+        }
+    }
+    values[threadIdx.x] = best;
+    indices[threadIdx.x] = best_index;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+        int other = threadIdx.x + stride;
+        if (threadIdx.x < stride
+                && comes_first(values[other], indices[other], values[threadIdx.x],
+                               indices[threadIdx.x])) {
+            values[threadIdx.x] = values[other];
+            indices[threadIdx.x] = indices[other];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0 && values[0] >= threshold) {
+        store_candidate(count, candidates, 1, indices[0], values[0]);
+    }
+}
+
+/* For each chosen pixel: the first argmax over the K angle logits (numpy order), and the width
+   logit of that class (or of the single width channel). results = classes, then width bits. */
+__global__ void read_grasp_channels(
+    const float* angle, const float* width_maps, const int* pixels, int count, int plane,
+    int num_classes, int width_per_class, int* results)
+{
+    int grasp = blockIdx.x * blockDim.x + threadIdx.x;
+    if (grasp >= count) return;
+    int pixel = pixels[grasp];
+    int best_class = 0;
+    float best = angle[pixel];
+    for (int k = 1; k < num_classes && !isnan(best); ++k) {
+        float value = angle[(size_t)k * plane + pixel];
+        if (value > best || isnan(value)) {
+            best = value;
+            best_class = k;
+        }
+    }
+    int channel = width_per_class ? best_class : 0;
+    results[grasp] = best_class;
+    results[count + grasp] = __float_as_int(width_maps[(size_t)channel * plane + pixel]);
+}
+
+__global__ void sigmoid_map(const float* logits, float* confidences, int size)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < size) confidences[i] = 1.0f / (1.0f + expf(-logits[i]));
+}
+"""
+
+
+class GpuDecoder:
+    """The three output maps on the GPU -> at most N grasps per frame, copying back a few KB.
+
+    Pointers are device addresses of contiguous float32 maps of one frame or of a batch:
+    able (N, 1, H, W), angle (N, K, H, W), width (N, K or 1, H, W); ``frame`` picks the frame.
+    NaN logits in the able map are not supported in "peaks" mode (the CPU's dilation does not
+    define them either).
+    """
+
+    def __init__(self, stream: Stream, height: int, width: int, num_angle_classes: int,
+                 width_channels: int, max_candidates: int = 4096) -> None:
+        check_positive_ints(height=height, width=width, num_angle_classes=num_angle_classes,
+                            max_candidates=max_candidates)
+        if width_channels not in (1, num_angle_classes):
+            raise GpuProcessingError(
+                f"width_channels must be 1 or num_angle_classes ({num_angle_classes}), got "
+                f"{width_channels!r}")
+        driver = import_pycuda_driver()
+        self._driver = driver
+        self._stream = stream
+        self.height, self.width = height, width
+        self.num_angle_classes, self.width_channels = num_angle_classes, width_channels
+        self.max_candidates = max_candidates
+        self._module = compile_kernels(_DECODE_SOURCE)
+        self._local_maxima = self._module.get_function("find_local_maxima")
+        self._local_maxima.prepare("PiiifiPP")
+        self._global_max = self._module.get_function("find_global_max")
+        self._global_max.prepare("PifPP")
+        self._read_channels = self._module.get_function("read_grasp_channels")
+        self._read_channels.prepare("PPPiiiiP")
+        self._sigmoid = self._module.get_function("sigmoid_map")
+        self._sigmoid.prepare("PPi")
+        self._count = driver.mem_alloc(4)
+        self._candidates = driver.mem_alloc(8 * max_candidates)
+        self._pixels = DeviceBuffer(driver, stream)
+        self._results = DeviceBuffer(driver, stream)
+        self._confidences = driver.mem_alloc(FLOAT32_BYTES * height * width)
+        self._host_count = driver.pagelocked_empty(1, np.int32)
+        self._host_candidates = PinnedBuffer(driver, np.int32)
+        self._host_pixels = PinnedBuffer(driver, np.int32)
+        self._host_results = PinnedBuffer(driver, np.int32)
+        self._host_map = PinnedBuffer(driver, np.float32)
+        self._bytes_copied = 0
+
+    def frame_maps(self, able_ptr: object, angle_ptr: object, width_ptr: object,
+                   frame: int) -> tuple[int, int, int]:
+        """Device addresses of frame ``frame``'s able, angle and width maps in a batch."""
+        frame_bytes = self._channel_offset(frame)
+        return (device_pointer(able_ptr) + frame_bytes,
+                device_pointer(angle_ptr) + frame_bytes * self.num_angle_classes,
+                device_pointer(width_ptr) + frame_bytes * self.width_channels)
+
+    def decode(self, able_ptr: object, angle_ptr: object, width_ptr: object,
+               config: DecodeConfig, frame: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, angle_classes, able_logits, width_logits) of frame ``frame``, best
+        first, at most ``config.max_grasps``."""
+        if not isinstance(config, DecodeConfig):
+            raise GpuProcessingError(
+                f"config must be a DecodeConfig, got {type(config).__name__}")
+        able, angle, width = self.frame_maps(able_ptr, angle_ptr, width_ptr, frame)
+        threshold = logit(config.confidence_threshold)
+        candidates, overflowed = self._find_candidates(able, threshold, config)
+        if overflowed:
+            rows, cols, logits = self._peaks_on_host(able, threshold, config)
+        else:
+            rows, cols, logits = _suppress_greedy(candidates, self.width, config)
+        classes, width_logits = self._read_grasp_channels(angle, width, rows, cols)
+        return rows, cols, classes, logits, width_logits
+
+    def bytes_copied_device_to_host(self) -> int:
+        """Bytes the last ``decode`` copied from the GPU (for the benchmark)."""
+        return self._bytes_copied
+
+    def confidence_map(self, able_ptr: object, frame: int = 0) -> np.ndarray:
+        """Grasp confidence (H, W) float32 of frame ``frame`` via a sigmoid on the GPU; only
+        for heatmaps."""
+        size = self.height * self.width
+        able = device_pointer(able_ptr) + self._channel_offset(frame)
+        self._sigmoid.prepared_async_call(
+            (blocks(size, _SIGMOID_THREADS), 1), (_SIGMOID_THREADS, 1, 1), self._stream, able,
+            device_pointer(self._confidences), np.int32(size))
+        host = self._host_map.at_least(size)
+        self._driver.memcpy_dtoh_async(host, self._confidences, self._stream)
+        self._stream.synchronize()
+        return host.reshape(self.height, self.width).copy()
+
+    def _channel_offset(self, frame: int) -> int:
+        """Bytes from a batch's first map channel to frame ``frame``'s, per map channel."""
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise GpuProcessingError(f"frame must be an integer >= 0, got {frame!r}")
+        return frame * self.height * self.width * FLOAT32_BYTES
+
+    def _find_candidates(self, able: int, threshold: float, config: DecodeConfig
+                         ) -> tuple[np.ndarray, bool]:
+        """Run the candidate kernel; return the (index, logit bits) pairs and overflow."""
+        count, candidates = device_pointer(self._count), device_pointer(self._candidates)
+        threshold32 = threshold_in(np.dtype(np.float32), threshold)
+        self._driver.memset_d32_async(count, 0, 1, self._stream)
+        if config.mode == "max":
+            self._global_max.prepared_async_call(
+                (1, 1), (_REDUCTION_THREADS, 1, 1), self._stream, able,
+                np.int32(self.height * self.width), threshold32, count, candidates)
+        else:
+            radius = min(config.min_distance, max(self.height, self.width))
+            self._local_maxima.prepared_async_call(
+                grid_2d(self.height, self.width), BLOCK_2D, self._stream, able,
+                np.int32(self.height), np.int32(self.width), np.int32(radius), threshold32,
+                np.int32(self.max_candidates), count, candidates)
+        self._driver.memcpy_dtoh_async(self._host_count, self._count, self._stream)
+        self._stream.synchronize()
+        count = int(self._host_count[0])
+        stored = min(count, self.max_candidates)
+        pairs = self._host_candidates.at_least(2 * stored)
+        if stored:
+            self._driver.memcpy_dtoh_async(pairs, self._candidates, self._stream)
+            self._stream.synchronize()
+        self._bytes_copied = self._host_count.nbytes + pairs.nbytes
+        return pairs.reshape(stored, 2).copy(), count > self.max_candidates
+
+    def _peaks_on_host(self, able: int, threshold: float, config: DecodeConfig
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """More candidates than the buffer holds: copy the able map and decode it on the CPU."""
+        host_able = self._host_map.at_least(self.height * self.width)
+        self._driver.memcpy_dtoh_async(host_able, able, self._stream)
+        self._stream.synchronize()
+        self._bytes_copied += host_able.nbytes
+        able_map = host_able.reshape(self.height, self.width)
+        rows, cols = find_peaks(able_map, threshold, config.min_distance, config.max_grasps)
+        return rows, cols, able_map[rows, cols].copy()
+
+    def _read_grasp_channels(self, angle: int, width: int, rows: np.ndarray,
+                             cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = rows.size
+        if count == 0:
+            return np.empty(0, np.intp), np.empty(0, np.float32)
+        pixels = self._host_pixels.at_least(count)
+        pixels[:] = rows * self.width + cols
+        self._driver.memcpy_htod_async(self._pixels.at_least(pixels.nbytes), pixels,
+                                       self._stream)
+        results = self._host_results.at_least(2 * count)
+        self._read_channels.prepared_async_call(
+            (blocks(count, _GATHER_THREADS), 1), (_GATHER_THREADS, 1, 1), self._stream,
+            angle, width, device_pointer(self._pixels.allocation), np.int32(count),
+            np.int32(self.height * self.width), np.int32(self.num_angle_classes),
+            np.int32(self.width_channels > 1),
+            device_pointer(self._results.at_least(results.nbytes)))
+        self._driver.memcpy_dtoh_async(results, self._results.allocation, self._stream)
+        self._stream.synchronize()
+        self._bytes_copied += results.nbytes
+        return (results[:count].astype(np.intp),
+                results[count:].view(np.float32).copy())
+
+    def close(self) -> None:
+        """Free the GPU and pinned buffers; call on the inference thread before popping."""
+        if self._module is None:
+            return
+        self._stream.synchronize()
+        for buffer in (self._pixels, self._results, self._host_candidates, self._host_pixels,
+                       self._host_results, self._host_map):
+            buffer.free()
+        for allocation in (self._count, self._candidates, self._confidences):
+            allocation.free()
+        self._host_count.base.free()
+        # As in GpuPreprocessor.close: no pycuda object may outlive the context's pop.
+        self._module = self._local_maxima = self._global_max = None
+        self._read_channels = self._sigmoid = self._stream = None
+        self._pixels = self._results = None
+
+
+def _suppress_greedy(candidates: np.ndarray, width: int, config: DecodeConfig
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """find_peaks' ordering and greedy suppression, applied to the GPU's candidate pairs.
+
+    Candidates come in atomicAdd order, so they are sorted by logit descending, ties in
+    row-major order, as find_peaks' stable sort of row-major candidates does.
+    """
+    indices = candidates[:, 0].astype(np.intp)
+    logits = candidates[:, 1].view(np.float32)
+    order = np.lexsort((indices, -logits))
+    rows, cols = np.divmod(indices[order], width)
+    kept = suppress_close_peaks(rows, cols, config.min_distance, config.max_grasps)
+    return rows[kept], cols[kept], logits[order][kept]
+
+
+def decode_on_gpu(decoder: GpuDecoder, able_ptr: object, angle_ptr: object, width_ptr: object,
+                  geometry: CropGeometry, config: DecodeConfig, frame: int = 0) -> list[Grasp]:
+    """``decode_grasps`` for frame ``frame`` of maps on the GPU: the same grasps, built by the
+    same code."""
+    rows, cols, classes, able_logits, width_logits = decoder.decode(
+        able_ptr, angle_ptr, width_ptr, config, frame)
+    crop_widths = sigmoid64(width_logits) * config.max_width_px
+    return grasps_at_pixels(rows, cols, classes, sigmoid64(able_logits), crop_widths,
+                            decoder.num_angle_classes, geometry, config)
