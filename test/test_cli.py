@@ -11,7 +11,8 @@ import cv2
 import pytest
 
 from sgdn_ros.core.preprocessing import read_sample_txt
-from sgdn_ros.tools.cli import main
+from sgdn_ros.pipeline.parameters import PARAMETERS_BY_NAME, defaults
+from sgdn_ros.tools.cli import build_parser, main
 from sgdn_ros.training.scenes import write_demo_scenes
 
 
@@ -32,6 +33,25 @@ def test_detect_prints_grasps_on_the_objects_and_writes_annotated_images(
             assert grasp["width_m"] is None
         assert set(record["stage_ms"]) == {"preprocess", "infer", "decode"}
         assert cv2.imread(str(tmp_path / "out" / f"{path.stem}_grasps.png")) is not None
+
+
+def test_detect_options_are_the_parameter_tables_with_its_defaults():
+    args = build_parser().parse_args(["detect", "image.png"])
+    options = {name: value for name, value in vars(args).items() if name in PARAMETERS_BY_NAME}
+    assert set(options) == {"model_path", "backend", "small_image_policy", "decode_mode",
+                            "confidence_threshold", "min_distance", "max_grasps",
+                            "max_grasp_width_px", "metres_per_pixel"}
+    assert options == {name: defaults()[name] for name in options}
+
+
+def test_detect_options_reach_the_decoder(tmp_path, capsys, model_k120):
+    path, objects = max(write_demo_scenes(tmp_path / "scenes", count=3),
+                        key=lambda scene: len(scene[1]))
+    assert len(objects) > 1
+    assert main(["detect", str(path), "--model", str(model_k120),
+                 "--max-grasps", "1", "--metres-per-pixel", "0.001"]) == 0
+    grasps = json.loads(capsys.readouterr().out)["grasps"]
+    assert len(grasps) == 1 and grasps[0]["width_m"] is not None
 
 
 def test_detect_reports_a_missing_model_in_one_line(tmp_path, capsys):

@@ -70,7 +70,7 @@ CONFIGS = [
     dict(confidence_threshold=0.5, min_distance=10, max_grasps=5),
     dict(confidence_threshold=0.9, min_distance=3, max_grasps=20),
     dict(confidence_threshold=0.0, min_distance=1, max_grasps=50),
-    dict(confidence_threshold=0.3, min_distance=0, max_grasps=7),
+    dict(confidence_threshold=0.3, min_distance=2, max_grasps=7),
     dict(confidence_threshold=0.99, min_distance=25, max_grasps=1),
 ]
 
@@ -334,8 +334,8 @@ def test_bad_output_shapes_raise_decoding_error_naming_the_problem(name, bad, me
     (dict(mode="argmax"), "mode must be one of"),
     (dict(confidence_threshold=1.5), "confidence_threshold must be in"),
     (dict(confidence_threshold=float("nan")), "confidence_threshold must be in"),
-    (dict(min_distance=-1), "min_distance must be an integer >= 0"),
-    (dict(min_distance=2.5), "min_distance must be an integer >= 0"),
+    (dict(min_distance=0), "min_distance must be an integer >= 1"),
+    (dict(min_distance=2.5), "min_distance must be an integer >= 1"),
     (dict(max_grasps=0), "max_grasps must be an integer >= 1"),
     (dict(max_grasps=True), "max_grasps must be an integer >= 1"),
     (dict(max_width_px=0.0), "max_width_px must be positive and finite"),

@@ -1,4 +1,5 @@
-"""The parameter table: checks, and that the YAML file and the README agree with it."""
+"""The parameter table: checks, the configs built from it, and that the YAML file and the
+README agree with it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ import pathlib
 import pytest
 import yaml
 
-from sgdn_ros.pipeline.parameters import PARAMETERS, PARAMETERS_BY_NAME, defaults, markdown_table
+from sgdn_ros.backends import BackendOptions
+from sgdn_ros.core.decoding import DecodeConfig
+from sgdn_ros.core.preprocessing import PreprocessConfig
+from sgdn_ros.pipeline.parameters import (
+    PARAMETERS,
+    PARAMETERS_BY_NAME,
+    ParameterSpec,
+    defaults,
+    detector_settings,
+    markdown_table,
+)
+from sgdn_ros.pipeline.settings import DetectorSettings
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -65,3 +77,62 @@ def test_launch_file_is_valid_python_and_names_existing_files():
     for name in ("detector.yaml", "sgdn_ros.rviz"):
         assert name in source and (REPO / "config" / name).is_file()
     assert '"detector"' in source, "the launch file must start the installed executable"
+
+
+MAPPED = [spec for spec in PARAMETERS if spec.sets is not None]
+
+
+def as_parameter_value(setting):
+    return list(setting) if isinstance(setting, tuple) else setting
+
+
+def another_valid_value(spec: ParameterSpec):
+    """A value other than the default that the table accepts."""
+    if spec.choices:
+        return next(choice for choice in spec.choices if choice != spec.default)
+    if spec.type_name == "bool":
+        return not spec.default
+    if spec.type_name == "int":
+        return spec.default + 1 if spec.maximum is None or spec.default < spec.maximum \
+            else spec.default - 1
+    if spec.type_name == "double":
+        return (spec.default + spec.maximum) / 2 if spec.maximum is not None else spec.default + 1
+    if spec.type_name == "string":
+        return f"{spec.default}changed"
+    return [value + 1.0 for value in spec.default]
+
+
+def test_the_tables_defaults_are_the_config_defaults():
+    settings = detector_settings(defaults())
+    assert settings == DetectorSettings()
+    assert (settings.preprocess, settings.decode, settings.backend_options) == (
+        PreprocessConfig(), DecodeConfig(), BackendOptions())
+    for spec in MAPPED:
+        assert spec.default == as_parameter_value(DetectorSettings().value_at(spec.sets)), spec.name
+
+
+@pytest.mark.parametrize("spec", MAPPED, ids=lambda spec: spec.name)
+def test_every_mapped_parameter_reaches_its_setting_and_only_it(spec):
+    value = another_valid_value(spec)
+    assert spec.check(value) is None
+    settings = detector_settings({**defaults(), spec.name: value})
+    assert as_parameter_value(settings.value_at(spec.sets)) == value
+    for other in MAPPED:
+        if other is not spec:
+            assert settings.value_at(other.sets) == DetectorSettings().value_at(other.sets), \
+                other.name
+
+
+def test_the_settings_refuse_with_the_configs_reason():
+    with pytest.raises(ValueError, match="min_distance must be an integer >= 1"):
+        detector_settings({**defaults(), "min_distance": 0})
+
+
+def test_a_parameter_takes_its_default_from_its_setting_or_has_its_own():
+    with pytest.raises(ValueError, match="exactly one"):
+        ParameterSpec("confidence_threshold", "both", sets="decode.confidence_threshold",
+                      default=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        ParameterSpec("nothing", "neither")
+    with pytest.raises(AttributeError):
+        ParameterSpec("typo", "a path that names no setting", sets="decode.threshold")

@@ -54,7 +54,7 @@ class DecodeConfig:
             raise DecodingError(f"mode must be one of {DECODE_MODES}, got {self.mode!r}")
         _require_number("confidence_threshold", self.confidence_threshold, "in [0, 1]",
                         lambda value: 0.0 <= value <= 1.0)
-        _require_int("min_distance", self.min_distance, 0)
+        _require_int("min_distance", self.min_distance, 1)
         _require_int("max_grasps", self.max_grasps, 1)
         _require_number("max_width_px", self.max_width_px, "positive and finite",
                         lambda value: 0.0 < value < math.inf)

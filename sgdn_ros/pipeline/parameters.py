@@ -1,8 +1,10 @@
 """The detector's parameters, declared once.
 
 This table is the single source for the node's declarations (type, description, range), for the
-validation that rejects a bad value with a reason, and for the README's parameter table, so the
-three cannot drift apart.
+validation that rejects a bad value with a reason, for the README's parameter table, and for the
+typed configs the detector is built from: a parameter that configures the detector names the
+setting it sets (``sets``, a path in ``DetectorSettings``) and takes its default from there, so
+no default is written twice. The others (``sets`` empty) are the ROS node's own.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from sgdn_ros.backends import BACKEND_CHOICES, PRECISIONS
 from sgdn_ros.core.decoding import DECODE_MODES
-from sgdn_ros.core.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE, SMALL_IMAGE_POLICIES
+from sgdn_ros.core.preprocessing import SMALL_IMAGE_POLICIES
 from sgdn_ros.pipeline.factory import GPU_PROCESSING_CHOICES
+from sgdn_ros.pipeline.settings import DetectorSettings
 
 ParameterValue = bool | int | float | str | Sequence[float]
 
@@ -27,19 +30,35 @@ HEATMAP_MODES = ("on_demand", "always", "off")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 
+DEFAULT_SETTINGS = DetectorSettings()
+
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One parameter: its default fixes its type; `applies` says when a new value takes effect."""
+    """One parameter: its default fixes its type; `applies` says when a new value takes effect.
+
+    Give either ``sets`` (the ``DetectorSettings`` path it sets, whose default becomes the
+    parameter's) or ``default`` (a parameter of the node's own), not both.
+    """
 
     name: str
-    default: ParameterValue
     description: str
+    sets: str | None = None
+    default: ParameterValue | None = None
     applies: str = APPLIES_AT_CONFIGURE
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     length: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sets is None) == (self.default is None):
+            raise ValueError(f"parameter {self.name}: give `sets` or `default`, exactly one")
+        if self.sets is not None:
+            default = DEFAULT_SETTINGS.value_at(self.sets)
+            # ROS declares arrays from lists; the configs keep them as tuples.
+            object.__setattr__(
+                self, "default", list(default) if isinstance(default, tuple) else default)
 
     @property
     def type_name(self) -> str:
@@ -103,110 +122,114 @@ def _has_type(value: Any, type_name: str) -> bool:
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
-        "model_path", "",
+        "model_path",
         "SGDN model: an ONNX file, or a PyTorch checkpoint for the torch backend. Empty: the "
-        "trained default model shipped with the package; `synthetic`: the built-in test model."),
+        "trained default model shipped with the package; `synthetic`: the built-in test model.",
+        sets="model_path"),
     ParameterSpec(
-        "backend", "auto",
+        "backend",
         "Inference backend; `auto` picks the fastest one that can run the model here (TensorRT, "
         "then ONNX Runtime; checkpoints: torch) and logs why.",
-        choices=BACKEND_CHOICES),
+        sets="backend", choices=BACKEND_CHOICES),
     ParameterSpec(
-        "inference_threads", 0,
+        "inference_threads",
         "CPU threads for inference; 0 lets the runtime decide.",
-        minimum=0, maximum=256),
+        sets="backend_options.threads", minimum=0, maximum=256),
     ParameterSpec(
-        "precision", "fp32",
+        "precision",
         "`fp16`: TensorRT builds an FP16 engine, torch on CUDA halves the network; ONNX Runtime "
         "runs the precision the file was exported in (`sgdn-ros export --fp16`).",
-        choices=PRECISIONS),
+        sets="backend_options.precision", choices=PRECISIONS),
     ParameterSpec(
-        "cuda_graph", False,
-        "torch backend on CUDA: capture the forward pass once and replay it per frame."),
+        "cuda_graph",
+        "torch backend on CUDA: capture the forward pass once and replay it per frame.",
+        sets="backend_options.cuda_graph"),
     ParameterSpec(
-        "gpu_processing", "auto",
+        "gpu_processing",
         "Crop, normalisation and grasp decoding on the GPU (needs pycuda and a backend that "
         "runs in GPU memory: tensorrt, torch on CUDA), so only the grasps come back per frame. "
         "`auto`: where possible, else on the CPU; `on`: fail configure if not possible; `off`.",
-        choices=GPU_PROCESSING_CHOICES),
+        sets="gpu_processing", choices=GPU_PROCESSING_CHOICES),
     ParameterSpec(
-        "cuda_device", 0,
+        "cuda_device",
         "Index of the CUDA GPU that the tensorrt and torch backends run on.",
-        minimum=0, maximum=63),
+        sets="backend_options.cuda_device", minimum=0, maximum=63),
     ParameterSpec(
-        "engine_cache_dir", "",
+        "engine_cache_dir",
         "TensorRT: folder of cached engine plans; empty: `$XDG_CACHE_HOME/sgdn_ros/engines` "
-        "(`~/.cache/sgdn_ros/engines`)."),
+        "(`~/.cache/sgdn_ros/engines`).",
+        sets="backend_options.engine_cache_dir"),
     ParameterSpec(
-        "force_rebuild", False,
-        "TensorRT: build the engine at configure even when the cached plan matches."),
+        "force_rebuild",
+        "TensorRT: build the engine at configure even when the cached plan matches.",
+        sets="backend_options.force_rebuild"),
     ParameterSpec(
-        "engine_workspace_mb", 1024,
+        "engine_workspace_mb",
         "TensorRT: builder workspace limit in MiB (part of the cache key).",
-        minimum=16, maximum=262144),
+        sets="backend_options.workspace_mb", minimum=16, maximum=262144),
     ParameterSpec(
-        "mean_bgr", list(PUBLISHED_MEAN_BGR),
+        "mean_bgr",
         "Per-channel mean (B, G, R) subtracted before scaling; the published SGDN values.",
-        length=3),
+        sets="preprocess.mean_bgr", length=3),
     ParameterSpec(
-        "scale", PUBLISHED_SCALE,
+        "scale",
         "Factor applied after the mean: input = (pixel - mean) * scale (published: 1/255).",
-        minimum=1e-9, maximum=1e3),
+        sets="preprocess.scale", minimum=1e-9, maximum=1e3),
     ParameterSpec(
-        "small_image_policy", "pad",
+        "small_image_policy",
         "Images smaller than the model input: `pad` with the mean colour, `resize` up, or "
         "`reject` them (counted, with a message).",
-        choices=SMALL_IMAGE_POLICIES),
+        sets="preprocess.small_image_policy", choices=SMALL_IMAGE_POLICIES),
     ParameterSpec(
-        "image_transport", "raw",
+        "image_transport",
         "`raw`: subscribe to sensor_msgs/Image on `image_raw`; `compressed`: to "
         "sensor_msgs/CompressedImage on `image_raw/compressed`.",
-        choices=IMAGE_TRANSPORTS),
+        default="raw", choices=IMAGE_TRANSPORTS),
     ParameterSpec(
-        "qos_reliability", "best_effort",
+        "qos_reliability",
         "Reliability of the image subscription; best effort matches camera drivers and also "
         "receives from reliable publishers.",
-        choices=QOS_RELIABILITIES),
+        default="best_effort", choices=QOS_RELIABILITIES),
     ParameterSpec(
-        "qos_depth", 1,
+        "qos_depth",
         "History depth of the image subscription; the detector keeps only the newest frame anyway.",
-        minimum=1, maximum=100),
+        default=1, minimum=1, maximum=100),
     ParameterSpec(
-        "decode_mode", "peaks",
+        "decode_mode",
         "`max`: the single best pixel (as the published sample); `peaks`: local maxima.",
-        applies=APPLIES_AT_RUNTIME, choices=DECODE_MODES),
+        sets="decode.mode", applies=APPLIES_AT_RUNTIME, choices=DECODE_MODES),
     ParameterSpec(
-        "confidence_threshold", 0.5,
+        "confidence_threshold",
         "Grasps with a lower confidence are not published.",
-        applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),
+        sets="decode.confidence_threshold", applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),
     ParameterSpec(
-        "min_distance", 10,
+        "min_distance",
         "Peaks mode: minimum distance between two grasps, in model-input pixels.",
-        applies=APPLIES_AT_RUNTIME, minimum=1, maximum=320),
+        sets="decode.min_distance", applies=APPLIES_AT_RUNTIME, minimum=1, maximum=320),
     ParameterSpec(
-        "max_grasps", 5,
+        "max_grasps",
         "At most this many grasps per image on `grasps`, best first.",
-        applies=APPLIES_AT_RUNTIME, minimum=1, maximum=100),
+        sets="decode.max_grasps", applies=APPLIES_AT_RUNTIME, minimum=1, maximum=100),
     ParameterSpec(
-        "max_grasp_width_px", 200.0,
+        "max_grasp_width_px",
         "Width of a grasp whose width output is 1 (sigmoid), in model-input pixels.",
-        applies=APPLIES_AT_RUNTIME, minimum=1.0, maximum=10000.0),
+        sets="decode.max_width_px", applies=APPLIES_AT_RUNTIME, minimum=1.0, maximum=10000.0),
     ParameterSpec(
-        "metres_per_pixel", 0.0,
+        "metres_per_pixel",
         "Image scale at the table, for `width_m`; 0 means unknown (`width_m` is NaN).",
-        applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),
+        sets="decode.metres_per_pixel", applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),
     ParameterSpec(
-        "heatmap", "on_demand",
+        "heatmap",
         "Debug heatmap on `~/heatmap`: `on_demand` while someone subscribes, `always`, or `off`.",
-        applies=APPLIES_AT_RUNTIME, choices=HEATMAP_MODES),
+        default="on_demand", applies=APPLIES_AT_RUNTIME, choices=HEATMAP_MODES),
     ParameterSpec(
-        "stats_period_s", 5.0,
+        "stats_period_s",
         "How often counters and latency go to the log and `/diagnostics`; 0 turns it off.",
-        minimum=0.0, maximum=3600.0),
+        default=5.0, minimum=0.0, maximum=3600.0),
     ParameterSpec(
-        "autostart", False,
+        "autostart",
         "Configure and activate at start-up, for use without a lifecycle manager.",
-        applies=APPLIES_AT_START),
+        default=False, applies=APPLIES_AT_START),
 )
 
 PARAMETERS_BY_NAME: Mapping[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -214,6 +237,14 @@ PARAMETERS_BY_NAME: Mapping[str, ParameterSpec] = {spec.name: spec for spec in P
 
 def defaults() -> dict[str, ParameterValue]:
     return {spec.name: spec.default for spec in PARAMETERS}
+
+
+def detector_settings(values: Mapping[str, ParameterValue]) -> DetectorSettings:
+    """The typed configs from parameter values (the node's, or ``defaults()`` updated with a
+    tool's options): each parameter with ``sets`` sets that setting. ValueError (the config's
+    reason) when a config refuses a value."""
+    return DetectorSettings.with_values(
+        {spec.sets: values[spec.name] for spec in PARAMETERS if spec.sets is not None})
 
 
 def markdown_table() -> str:

@@ -1,3 +1,4 @@
-"""The ROS 2 layer, the only one that imports rclpy and the messages: the lifecycle node,
-message conversion and publishing, the image player and the session helpers the demo and the
-benchmark drive the installed node with."""
+"""The ROS 2 layer, the only one that imports rclpy and the messages: the lifecycle node
+(``node``) with the ROS side of the parameter table (``parameters``) and its publishers
+(``outputs``), message conversion (``messages``), the image player, and the sessions the demo,
+the benchmark, ``sgdn-ros play`` and the tests drive the installed node with (``session``)."""

@@ -1,4 +1,5 @@
-"""Grasps and images to ROS messages. Imports message types only, no rclpy node machinery."""
+"""ROS messages to frames, and grasps, images and counters to ROS messages. Imports message
+types only, no rclpy node machinery."""
 
 from __future__ import annotations
 
@@ -7,12 +8,34 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sensor_msgs.msg import Image
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from sgdn_ros.core.decoding import Grasp
-from sgdn_ros.core.frames import bgr_to_image_fields
+from sgdn_ros.core.frames import (
+    bgr_to_image_fields,
+    compressed_message_to_bgr,
+    raw_image_from_message,
+)
 from sgdn_ros.msg import GraspPose, GraspPoseArray
+from sgdn_ros.pipeline.detector import CameraImage
+from sgdn_ros.pipeline.stats import StatsSnapshot
+
+# Image transport (the `image_transport` parameter) -> message type and topic suffix.
+CAMERA_MESSAGES: dict[str, tuple[type, str]] = {
+    "raw": (Image, ""),
+    "compressed": (CompressedImage, "/compressed"),
+}
+
+
+def frame_from_message(message: Image | CompressedImage) -> CameraImage:
+    """The detector's input: a checked zero-copy ``RawImage`` of a raw message, a decoded BGR
+    array of a compressed one. ValueError (with the reason) for what cannot be a frame."""
+    if isinstance(message, CompressedImage):
+        return compressed_message_to_bgr(message)
+    return raw_image_from_message(message)
 
 
 def grasp_to_message(grasp: Grasp, header: Header, num_angle_classes: int) -> GraspPose:
@@ -62,6 +85,26 @@ def bgr_to_image_message(bgr: np.ndarray, header: Header) -> Image:
     message.is_bigendian = is_bigendian
     message.step = step
     message.data = array.array("B", data)
+    return message
+
+
+def camera_image_message(bgr: np.ndarray, frame_id: str = "camera") -> Image:
+    """An unstamped bgr8 Image as a camera in ``frame_id`` sends it."""
+    return bgr_to_image_message(bgr, Header(frame_id=frame_id))
+
+
+def diagnostics_message(snapshot: StatsSnapshot, name: str, hardware_id: str, running: bool,
+                        stamp: Time) -> DiagnosticArray:
+    """The counters and latencies as one status: WARN once a frame failed, else OK."""
+    status = DiagnosticStatus()
+    status.name = name
+    status.hardware_id = hardware_id
+    status.level = DiagnosticStatus.OK if snapshot.failed == 0 else DiagnosticStatus.WARN
+    status.message = "running" if running else "inactive"
+    status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(snapshot).items()]
+    message = DiagnosticArray()
+    message.header = Header(stamp=stamp)
+    message.status = [status]
     return message
 
 

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from sgdn_ros.core.image_files import read_bgr
-from sgdn_ros.ros.messages import bgr_to_image_message
+from sgdn_ros.ros.messages import CAMERA_MESSAGES, bgr_to_image_message
 
 # Camera drivers publish best effort with a short history (REP-2003's sensor-data profile).
 CAMERA_QOS = QoSProfile(
@@ -37,11 +37,10 @@ class ImagePlayer:
         self._compressed = compressed
         self.images = [read_bgr(path) for path in files]
         self.files = list(files)
+        message_type, topic_suffix = CAMERA_MESSAGES["compressed" if compressed else "raw"]
+        self._publisher = node.create_publisher(message_type, f"{topic}{topic_suffix}", qos)
         if compressed:
-            self._publisher = node.create_publisher(CompressedImage, f"{topic}/compressed", qos)
             self._encoded = [cv2.imencode(".jpg", image)[1].tobytes() for image in self.images]
-        else:
-            self._publisher = node.create_publisher(Image, topic, qos)
         self.published = 0
 
     @property

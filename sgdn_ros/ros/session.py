@@ -1,5 +1,6 @@
-"""Running the installed detector and listening to it: shared by the demo, the benchmark and
-the integration tests, so all three exercise the node the way a robot would."""
+"""Running the installed detector and talking to it: shared by the demo, the benchmark, the
+`sgdn-ros play` command and the integration tests, so all of them exercise the node the way a
+robot would, and only this layer touches rclpy and the message types."""
 
 from __future__ import annotations
 
@@ -10,12 +11,24 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
 
+import rclpy
+from rclpy.context import Context
 from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
+from sgdn_ros.core.decoding import Grasp
+from sgdn_ros.msg import GraspPose, GraspPoseArray
+from sgdn_ros.ros.messages import publish_grasps
 from sgdn_ros.ros.node import NODE_NAME
+from sgdn_ros.ros.outputs import GRASP_TOPIC, GRASPS_TOPIC
 
 Stamp = tuple[int, int]
+
+DETECTOR_HEATMAP_TOPIC = f"/{NODE_NAME}/heatmap"
 
 
 class BackgroundSpin:
@@ -39,6 +52,10 @@ class BackgroundSpin:
 
 def stamp_key(header) -> Stamp:
     return (header.stamp.sec, header.stamp.nanosec)
+
+
+def stamp_nanoseconds(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
 def installed_detector() -> tuple[pathlib.Path, pathlib.Path]:
@@ -92,17 +109,31 @@ def _yaml_value(value: object) -> str:
 
 
 class Recorder:
-    """Keeps every message of one topic, keyed by header stamp, and wakes waiters."""
+    """Keeps every message of one topic with its arrival time on the node's clock (the clock
+    that stamps the player's frames), and wakes waiters."""
 
     def __init__(self, node: Node, message_type, topic: str, qos=10) -> None:
         self.messages: list = []
+        self._received_ns: list[int] = []
+        self._clock = node.get_clock()
         self._condition = threading.Condition()
         self.subscription = node.create_subscription(message_type, topic, self._store, qos)
 
     def _store(self, message) -> None:
+        received_ns = self._clock.now().nanoseconds
         with self._condition:
             self.messages.append(message)
+            self._received_ns.append(received_ns)
             self._condition.notify_all()
+
+    def count(self) -> int:
+        with self._condition:
+            return len(self.messages)
+
+    def since(self, start: int) -> list[tuple[Any, int]]:
+        """(message, arrival in ns) of every message from the `start`-th on, in arrival order."""
+        with self._condition:
+            return list(zip(self.messages[start:], self._received_ns[start:]))
 
     def by_stamp(self, stamp: Stamp):
         with self._condition:
@@ -153,4 +184,53 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
     return True
 
 
-DETECTOR_HEATMAP_TOPIC = f"/{NODE_NAME}/heatmap"
+class GraspPublishers:
+    """The detector's two grasp topics under `namespace`, with a subscriber matched to them so
+    that publishing does all it does in the node (build, serialise, send): for timing it."""
+
+    def __init__(self, node: Node, namespace: str) -> None:
+        self._best = node.create_publisher(GraspPose, f"{namespace}/{GRASP_TOPIC}", 10)
+        self._all = node.create_publisher(GraspPoseArray, f"{namespace}/{GRASPS_TOPIC}", 10)
+        node.create_subscription(GraspPoseArray, f"{namespace}/{GRASPS_TOPIC}",
+                                 lambda _message: None, 10)
+
+    def publish(self, grasps: Sequence[Grasp], header: Header, num_angle_classes: int) -> None:
+        publish_grasps(self._best, self._all, grasps, header, num_angle_classes)
+
+
+class RosSession:
+    """An rclpy context of its own with one node, spun on a background thread unless `spin` is
+    False: how the tools play frames to the detector and record its answers. A context manager;
+    leaving it stops the thread and shuts the context down."""
+
+    def __init__(self, node_name: str, spin: bool = True) -> None:
+        self._context = Context()
+        rclpy.init(context=self._context)
+        self.node = rclpy.create_node(node_name, context=self._context)
+        self._spin = BackgroundSpin(self.node, context=self._context) if spin else None
+
+    def __enter__(self) -> RosSession:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._spin is not None:
+            self._spin.stop()
+        self.node.destroy_node()
+        if self._context.ok():
+            self._context.shutdown()
+
+    def record_best_grasps(self, topic: str = GRASP_TOPIC) -> Recorder:
+        """The best grasp of each frame (`GraspPose`), keyed by its frame's stamp."""
+        return Recorder(self.node, GraspPose, topic)
+
+    def record_grasp_arrays(self, topic: str = GRASPS_TOPIC, depth: int = 10) -> Recorder:
+        """Every answered frame's grasps (`GraspPoseArray`), keyed by its frame's stamp."""
+        return Recorder(self.node, GraspPoseArray, topic, depth)
+
+    def record_heatmaps(self, topic: str = DETECTOR_HEATMAP_TOPIC) -> Recorder:
+        """The detector's heatmaps (bgr8 `Image`); subscribing makes an `on_demand` node draw."""
+        return Recorder(self.node, Image, topic)

@@ -22,8 +22,9 @@ from sgdn_ros.backends import create_backend
 from sgdn_ros.core.decoding import DecodeConfig, decode_grasps, decode_grasps_full
 from sgdn_ros.core.frames import raw_image_from_message
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.models.default import TRAINED_MODEL, synthetic_model_path
-from sgdn_ros.pipeline.factory import cpu_detector
+from sgdn_ros.models.default import synthetic_model_path
+from sgdn_ros.pipeline.loading import load_detector
+from sgdn_ros.pipeline.parameters import defaults, detector_settings
 from sgdn_ros.training.scenes import render_tabletop_scene
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640
@@ -70,51 +71,41 @@ def _machine() -> str:
 
 
 def _frames(count: int):
-    from std_msgs.msg import Header
-
-    from sgdn_ros.ros.messages import bgr_to_image_message
+    from sgdn_ros.ros.messages import camera_image_message
 
     images = [render_tabletop_scene(seed, FRAME_HEIGHT, FRAME_WIDTH, num_objects=1 + seed % 3)[0]
               for seed in range(count)]
-    return [bgr_to_image_message(image, Header(frame_id="camera")) for image in images]
+    return [camera_image_message(image) for image in images]
 
 
 def measure_stages(frames: int) -> dict[str, Timing]:
     """Each stage of the pipeline the node runs, on the thread that would run it."""
-    import rclpy
-
-    from sgdn_ros.msg import GraspPose, GraspPoseArray
-    from sgdn_ros.ros.messages import publish_grasps
+    from sgdn_ros.ros.session import GraspPublishers, RosSession
 
     messages = _frames(min(frames, 8))
-    rclpy.init()
-    node = rclpy.create_node("sgdn_bench_stages")
-    best_publisher = node.create_publisher(GraspPose, "bench/grasp", 10)
-    array_publisher = node.create_publisher(GraspPoseArray, "bench/grasps", 10)
-    node.create_subscription(GraspPoseArray, "bench/grasps", lambda _m: None, 10)
-    detector = cpu_detector(create_backend("onnxruntime", TRAINED_MODEL),
-                             PreprocessConfig(), DecodeConfig())
-    num_classes = detector.backend.info.num_angle_classes
+    loaded = load_detector(detector_settings(
+        {**defaults(), "backend": "onnxruntime", "gpu_processing": "off"}))
+    detector = loaded.detector
     durations: dict[str, list[float]] = {stage: [] for stage in
                                          ("convert", "preprocess", "infer", "decode", "publish")}
+    # Not spun: the listener only has to match, so that publishing sends, as in the node.
     try:
-        detector.detect(raw_image_from_message(messages[0]))
-        for index in range(frames):
-            message = messages[index % len(messages)]
-            started = time.perf_counter()
-            image = raw_image_from_message(message)
-            durations["convert"].append(time.perf_counter() - started)
-            detection = detector.detect(image)
-            for stage, seconds in detection.stage_seconds.items():
-                durations[stage].append(seconds)
-            started = time.perf_counter()
-            publish_grasps(best_publisher, array_publisher, detection.grasps, message.header,
-                           num_classes)
-            durations["publish"].append(time.perf_counter() - started)
+        with RosSession("sgdn_bench_stages", spin=False) as session:
+            grasp_topics = GraspPublishers(session.node, "bench")
+            detector.detect(raw_image_from_message(messages[0]))
+            for index in range(frames):
+                message = messages[index % len(messages)]
+                started = time.perf_counter()
+                image = raw_image_from_message(message)
+                durations["convert"].append(time.perf_counter() - started)
+                detection = detector.detect(image)
+                for stage, seconds in detection.stage_seconds.items():
+                    durations[stage].append(seconds)
+                started = time.perf_counter()
+                grasp_topics.publish(detection.grasps, message.header, loaded.num_angle_classes)
+                durations["publish"].append(time.perf_counter() - started)
     finally:
-        detector.close()
-        node.destroy_node()
-        rclpy.shutdown()
+        loaded.close()
     return {stage: Timing.of(seconds) for stage, seconds in durations.items()}
 
 
@@ -144,15 +135,12 @@ class NodeRun:
 
 def measure_node(rate_hz: float, log_dir: pathlib.Path) -> NodeRun:
     """The installed detector in its own process; latency = answer received - image stamp."""
-    import rclpy
-
-    from sgdn_ros.msg import GraspPoseArray
     from sgdn_ros.ros.player import ImagePlayer
     from sgdn_ros.ros.session import (
-        BackgroundSpin,
         DetectorProcess,
-        Recorder,
+        RosSession,
         publish_until_answered,
+        stamp_nanoseconds,
         wait_until,
     )
     from sgdn_ros.training.scenes import write_demo_scenes
@@ -160,44 +148,32 @@ def measure_node(rate_hz: float, log_dir: pathlib.Path) -> NodeRun:
     scenes = write_demo_scenes(log_dir / "scenes", count=6)
     detector = DetectorProcess({"autostart": True, "stats_period_s": 0.0},
                                log_dir / f"detector_{rate_hz:g}hz.log")
-    rclpy.init()
-    node = rclpy.create_node("sgdn_bench_node")
-    latencies: list[float] = []
-    answer_times: list[float] = []
-
-    def on_answer(message: GraspPoseArray) -> None:
-        now = node.get_clock().now().nanoseconds
-        stamp = message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
-        latencies.append((now - stamp) * 1e-9)
-        answer_times.append(time.monotonic())
-
-    node.create_subscription(GraspPoseArray, "grasps", on_answer, 100)
-    answers = Recorder(node, GraspPoseArray, "grasps")
-    player = ImagePlayer(node, [path for path, _objects in scenes])
-    spin = BackgroundSpin(node)
+    session = RosSession("sgdn_bench_node")
+    answers = session.record_grasp_arrays(depth=100)
+    player = ImagePlayer(session.node, [path for path, _objects in scenes])
     try:
         if not wait_until(lambda: player.subscription_count() > 0, 60.0):
             raise RuntimeError(f"the detector did not subscribe; see {detector.log_path}")
         answer, _message = publish_until_answered(lambda: player.publish(0), answers, 30.0)
         if answer is None:
             raise RuntimeError(f"the detector did not answer; see {detector.log_path}")
-        latencies.clear()
-        answer_times.clear()
+        first_measured = answers.count()
         period, started, published = 1.0 / rate_hz, time.monotonic(), 0
         while time.monotonic() - started < NODE_RUN_S:
             player.publish(published % len(player.images))
             published += 1
             time.sleep(max(0.0, started + published * period - time.monotonic()))
         time.sleep(2.0)
+        measured = answers.since(first_measured)
     finally:
-        spin.stop()
-        node.destroy_node()
-        rclpy.shutdown()
+        session.close()
         detector.stop()
-    if len(answer_times) < 2:
-        raise RuntimeError(f"the detector answered {len(answer_times)} frame(s); see "
+    if len(measured) < 2:
+        raise RuntimeError(f"the detector answered {len(measured)} frame(s); see "
                            f"{detector.log_path}")
-    throughput = (len(answer_times) - 1) / (answer_times[-1] - answer_times[0])
+    latencies = [(received_ns - stamp_nanoseconds(message.header)) * 1e-9
+                 for message, received_ns in measured]
+    throughput = (len(measured) - 1) / ((measured[-1][1] - measured[0][1]) * 1e-9)
     return NodeRun(rate_hz, published, len(latencies), Timing.of(latencies), throughput)
 
 

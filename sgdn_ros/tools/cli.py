@@ -1,6 +1,8 @@
 """The `sgdn-ros` command line.
 
-`detect` and `txt` need no ROS; `play`, `demo` and `bench` import rclpy when they run.
+`detect` and `txt` need no ROS; `play`, `demo` and `bench` use the ROS layer when they run.
+Options that set a detector parameter take its type, choices and default from the parameter
+table, and reach the configs the way the node's parameters do (`detector_settings`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from sgdn_ros.core.decoding import DECODE_MODES, DecodeConfig, Grasp
+from sgdn_ros.core.decoding import Grasp
+from sgdn_ros.pipeline.parameters import PARAMETERS_BY_NAME, defaults, detector_settings
+from sgdn_ros.pipeline.settings import DetectorSettings
+
+_ARGUMENT_TYPES = {"int": int, "double": float, "string": str}
 
 
 def _grasp_record(grasp: Grasp) -> dict[str, float | int | None]:
@@ -26,34 +32,29 @@ def _grasp_record(grasp: Grasp) -> dict[str, float | int | None]:
     }
 
 
-def _decode_config(args: argparse.Namespace) -> DecodeConfig:
-    return DecodeConfig(
-        mode=args.mode, confidence_threshold=args.threshold, min_distance=args.min_distance,
-        max_grasps=args.max_grasps, max_width_px=args.max_width_px,
-        metres_per_pixel=args.metres_per_pixel)
+def _settings(args: argparse.Namespace, **fixed: object) -> DetectorSettings:
+    """The table's defaults, with this command's parameter options and then `fixed` (what the
+    command does not let change) applied."""
+    given = {name: value for name, value in vars(args).items() if name in PARAMETERS_BY_NAME}
+    return detector_settings({**defaults(), **given, **fixed})
 
 
 def command_detect(args: argparse.Namespace) -> int:
     import cv2
 
-    from sgdn_ros.backends import create_backend
     from sgdn_ros.core.drawing import draw_grasps
     from sgdn_ros.core.image_files import image_files, read_bgr
-    from sgdn_ros.core.preprocessing import PreprocessConfig
-    from sgdn_ros.models.default import resolve_model_path
-    from sgdn_ros.pipeline.factory import cpu_detector
+    from sgdn_ros.pipeline.loading import load_detector
 
-    model_path, description = resolve_model_path(args.model)
-    print(f"sgdn-ros detect: {description}", file=sys.stderr)
-    detector = cpu_detector(
-        create_backend(args.backend, model_path),
-        PreprocessConfig(small_image_policy=args.small_image_policy), _decode_config(args))
+    # The stages run on the CPU whatever the backend: the stage times printed are the CPU's.
+    loaded = load_detector(_settings(args, gpu_processing="off"))
+    print(f"sgdn-ros detect: {loaded.model_description}", file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-    with detector.backend:
+    try:
         for path in image_files(args.images):
             image = read_bgr(path)
-            detection = detector.detect(image)
+            detection = loaded.detector.detect(image)
             record = {
                 "image": str(path),
                 "grasps": [_grasp_record(grasp) for grasp in detection.grasps],
@@ -64,15 +65,16 @@ def command_detect(args: argparse.Namespace) -> int:
             if args.out:
                 annotated = draw_grasps(image, detection.grasps)
                 cv2.imwrite(str(args.out / f"{path.stem}_grasps.png"), annotated)
+    finally:
+        loaded.close()
     return 0
 
 
 def command_txt(args: argparse.Namespace) -> int:
     from sgdn_ros.core.image_files import read_bgr
-    from sgdn_ros.core.preprocessing import PreprocessConfig, crop_bgr, write_sample_txt
+    from sgdn_ros.core.preprocessing import crop_bgr, write_sample_txt
 
-    crop, geometry = crop_bgr(
-        read_bgr(args.image), PreprocessConfig(small_image_policy=args.small_image_policy))
+    crop, geometry = crop_bgr(read_bgr(args.image), _settings(args).preprocess)
     write_sample_txt(crop, args.output)
     print(f"wrote {args.output}: the {crop.shape[0]}x{crop.shape[1]} crop at (row {geometry.top},"
           f" col {geometry.left}) of {args.image}, 3 x {crop.shape[0]} lines (B, G, R)")
@@ -80,32 +82,26 @@ def command_txt(args: argparse.Namespace) -> int:
 
 
 def command_play(args: argparse.Namespace) -> int:
-    import rclpy
-
     from sgdn_ros.core.image_files import image_files
     from sgdn_ros.ros.player import ImagePlayer
+    from sgdn_ros.ros.session import RosSession
 
-    rclpy.init()
-    node = rclpy.create_node("sgdn_player")
     try:
-        player = ImagePlayer(node, image_files(args.paths), topic=args.topic,
-                             frame_id=args.frame_id, compressed=args.compressed)
-        print(f"playing {len(player.images)} image(s) on {player.topic_name} at {args.rate} Hz"
-              f"{' (looping)' if args.loop else ''}")
-        period = 1.0 / args.rate
-        next_time = time.monotonic()
-        for count, index in enumerate(player.indices(args.loop)):
-            if args.count and count >= args.count:
-                break
-            player.publish(index)
-            next_time += period
-            rclpy.spin_once(node, timeout_sec=max(0.0, next_time - time.monotonic()))
+        with RosSession("sgdn_player") as session:
+            player = ImagePlayer(session.node, image_files(args.paths), topic=args.topic,
+                                 frame_id=args.frame_id, compressed=args.compressed)
+            print(f"playing {len(player.images)} image(s) on {player.topic_name} at "
+                  f"{args.rate} Hz{' (looping)' if args.loop else ''}")
+            period = 1.0 / args.rate
+            next_time = time.monotonic()
+            for count, index in enumerate(player.indices(args.loop)):
+                if args.count and count >= args.count:
+                    break
+                player.publish(index)
+                next_time += period
+                time.sleep(max(0.0, next_time - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
     return 0
 
 
@@ -175,38 +171,44 @@ def _delegate_to(module_name: str):
     return run
 
 
+def _add_parameter_option(parser: argparse.ArgumentParser, flag: str, name: str,
+                          help_text: str = "") -> None:
+    """An option for the table's parameter `name`: its type, choices, default and description;
+    the value is stored under the parameter's name, where `_settings` finds it."""
+    spec = PARAMETERS_BY_NAME[name]
+    parser.add_argument(flag, dest=name, type=_ARGUMENT_TYPES[spec.type_name],
+                        default=spec.default, choices=spec.choices or None,
+                        help=f"{help_text or spec.description} (default: %(default)r)")
+
+
 def _add_decode_options(parser: argparse.ArgumentParser) -> None:
-    defaults = DecodeConfig()
-    parser.add_argument("--mode", choices=DECODE_MODES, default=defaults.mode)
-    parser.add_argument("--threshold", type=float, default=defaults.confidence_threshold,
-                        help="confidence threshold (default %(default)s)")
-    parser.add_argument("--min-distance", type=int, default=defaults.min_distance)
-    parser.add_argument("--max-grasps", type=int, default=defaults.max_grasps)
-    parser.add_argument("--max-width-px", type=float, default=defaults.max_width_px)
-    parser.add_argument("--metres-per-pixel", type=float, default=defaults.metres_per_pixel)
+    for flag, name in (("--mode", "decode_mode"), ("--threshold", "confidence_threshold"),
+                       ("--min-distance", "min_distance"), ("--max-grasps", "max_grasps"),
+                       ("--max-width-px", "max_grasp_width_px"),
+                       ("--metres-per-pixel", "metres_per_pixel")):
+        _add_parameter_option(parser, flag, name)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sgdn_ros.backends import BACKEND_CHOICES
-    from sgdn_ros.backends.tensorrt.engine import add_engine_commands
-    from sgdn_ros.core.preprocessing import SMALL_IMAGE_POLICIES
+    from sgdn_ros.tools.engine_commands import add_engine_commands
 
     parser = argparse.ArgumentParser(prog="sgdn-ros", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     detect = commands.add_parser("detect", help="grasps in image files, as JSON lines (no ROS)")
     detect.add_argument("images", nargs="+", help="image files or folders")
-    detect.add_argument("--model", default="", help="SGDN ONNX model (default: built-in)")
-    detect.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    _add_parameter_option(detect, "--model", "model_path",
+                          "SGDN ONNX model or checkpoint; empty: the trained default")
+    _add_parameter_option(detect, "--backend", "backend")
     detect.add_argument("--out", type=pathlib.Path, help="folder for annotated PNGs")
-    detect.add_argument("--small-image-policy", choices=SMALL_IMAGE_POLICIES, default="pad")
+    _add_parameter_option(detect, "--small-image-policy", "small_image_policy")
     _add_decode_options(detect)
     detect.set_defaults(run=command_detect)
 
     txt = commands.add_parser("txt", help="an image as the published C++ sample's txt input")
     txt.add_argument("image", type=pathlib.Path)
     txt.add_argument("-o", "--output", type=pathlib.Path, required=True)
-    txt.add_argument("--small-image-policy", choices=SMALL_IMAGE_POLICIES, default="pad")
+    _add_parameter_option(txt, "--small-image-policy", "small_image_policy")
     txt.set_defaults(run=command_txt)
 
     play = commands.add_parser("play", help="publish images as a camera would (ROS)")

@@ -13,20 +13,16 @@ import pathlib
 import time
 
 import cv2
-import rclpy
-from sensor_msgs.msg import Image
 
+from sgdn_ros.core.decoding import Grasp
 from sgdn_ros.core.drawing import draw_grasps
 from sgdn_ros.core.frames import image_message_to_bgr
-from sgdn_ros.msg import GraspPose, GraspPoseArray
 from sgdn_ros.ros.dds_isolation import isolate_dds
 from sgdn_ros.ros.messages import grasp_from_message
 from sgdn_ros.ros.player import ImagePlayer
 from sgdn_ros.ros.session import (
-    DETECTOR_HEATMAP_TOPIC,
-    BackgroundSpin,
     DetectorProcess,
-    Recorder,
+    RosSession,
     publish_until_answered,
     stamp_key,
     wait_until,
@@ -44,9 +40,9 @@ START_TIMEOUT_S = 60.0
 FRAME_TIMEOUT_S = 30.0
 
 
-def _grasp_verdict(grasp: GraspPose, objects: list[SceneObject]) -> str:
+def _grasp_verdict(grasp: Grasp, objects: list[SceneObject]) -> str:
     """How the received grasp compares with the scene's true grasps (Cornell rectangle metric)."""
-    predicted = rectangle_from_grasp(grasp_from_message(grasp))
+    predicted = rectangle_from_grasp(grasp)
     truths = [rectangle for obj in objects for rectangle in object_grasp_rectangles(obj)]
     if not truths:
         return "no true grasp in this scene"
@@ -64,25 +60,21 @@ def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
     detector = DetectorProcess(
         {"autostart": True, "heatmap": "always", "stats_period_s": 2.0},
         output_dir / "detector.log")
-    rclpy.init()
-    node = rclpy.create_node("sgdn_demo")
-    spin = BackgroundSpin(node)
+    session = RosSession("sgdn_demo")
     try:
-        return _play_and_report(node, detector, scenes, output_dir)
+        return _play_and_report(session, detector, scenes, output_dir)
     finally:
         exit_code = detector.stop()
-        spin.stop()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        session.close()
         print(f"demo: detector stopped (exit code {exit_code}); its log: {detector.log_path}")
 
 
-def _play_and_report(node, detector: DetectorProcess, scenes, output_dir: pathlib.Path) -> int:
-    best = Recorder(node, GraspPose, "grasp")
-    all_grasps = Recorder(node, GraspPoseArray, "grasps")
-    heatmaps = Recorder(node, Image, DETECTOR_HEATMAP_TOPIC)
-    player = ImagePlayer(node, [path for path, _objects in scenes], frame_id="camera")
+def _play_and_report(session: RosSession, detector: DetectorProcess, scenes,
+                     output_dir: pathlib.Path) -> int:
+    best = session.record_best_grasps()
+    all_grasps = session.record_grasp_arrays()
+    heatmaps = session.record_heatmaps()
+    player = ImagePlayer(session.node, [path for path, _objects in scenes], frame_id="camera")
     print(f"demo: waiting for the detector to subscribe to {player.topic_name} ...")
     if not wait_until(lambda: player.subscription_count() > 0 or not detector.running(),
                       START_TIMEOUT_S) or not detector.running():
@@ -98,13 +90,13 @@ def _play_and_report(node, detector: DetectorProcess, scenes, output_dir: pathli
             print(f"demo: no answer for {path.name} within {FRAME_TIMEOUT_S:.0f} s")
             continue
         received += 1
-        grasps = answer.grasps
+        grasps = [grasp_from_message(grasp) for grasp in answer.grasps]
         print(f"{path.name}: {len(grasps)} grasp(s), {len(objects)} object(s)")
         for grasp in grasps:
-            print(f"  grasp (u {grasp.u:6.1f}, v {grasp.v:6.1f}) angle "
+            print(f"  grasp (u {grasp.col:6.1f}, v {grasp.row:6.1f}) angle "
                   f"{math.degrees(grasp.angle):5.1f} deg, width {grasp.width_px:5.1f} px, "
                   f"confidence {grasp.confidence:.3f} | {_grasp_verdict(grasp, objects)}")
-        image = draw_grasps(player.images[index], [grasp_from_message(g) for g in grasps])
+        image = draw_grasps(player.images[index], grasps)
         cv2.imwrite(str(annotated_dir / path.name), image)
         heatmap = heatmaps.wait_for_stamp(stamp_key(message.header), 5.0)
         if heatmap is not None:
