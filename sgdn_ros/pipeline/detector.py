@@ -118,7 +118,7 @@ class GraspDetector:
         return self.path.detect_batch(images, self.decode_config)
 
     def close(self) -> None:
-        try:
-            self.path.close()
-        finally:
-            self.backend.close()
+        """Close the path, then the backend; a path that refuses (the GPU path on another
+        thread) leaves both usable."""
+        self.path.close()
+        self.backend.close()

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from sgdn_ros.backends.base import InferenceBackend
 from sgdn_ros.core.decoding import DecodeConfig
 from sgdn_ros.core.frames import RawImage, bgr_as_raw_image, raw_image_to_bgr
@@ -58,6 +60,7 @@ class GpuPath:
         self._gpu_preprocessor: GpuPreprocessor | None = None
         self._decoder: GpuDecoder | None = None
         self._stream = None
+        self._inferences = 0
         try:
             self._context.push()
             self._start_processing()
@@ -92,6 +95,10 @@ class GpuPath:
         ``stage_seconds``: "preprocess" and "infer" are the group's times split evenly over
         its frames (they run for the group at once), "decode" is the frame's own; so the sum
         over a batch is its wall time.
+
+        A frame's confidence map lies in the backend's output buffers until its next
+        inference: ask for it before then (with more than ``max_batch`` frames, a later group
+        is such an inference); asked later it raises instead of returning another frame's map.
         """
         if self._decoder is None:
             raise RuntimeError("the GPU path is closed; create a new detector")
@@ -106,6 +113,8 @@ class GpuPath:
         preprocessed = time.perf_counter()
         maps = self.backend.infer_device(self._gpu_preprocessor.planes_ptr,
                                          self._stream.handle, batch=len(group))
+        self._inferences += 1
+        inference = self._inferences
         self._stream.synchronize()
         inferred = time.perf_counter()
         preprocess_share = (preprocessed - started) / len(group)
@@ -118,13 +127,23 @@ class GpuPath:
             detections.append(Detection(
                 grasps=grasps, geometry=geometry, image=image,
                 preprocess_config=self.preprocess_config,
-                confidence_source=lambda frame=frame: decoder.confidence_map(maps.able, frame),
+                confidence_source=lambda frame=frame: self._confidence_map(
+                    decoder, maps.able, frame, inference),
                 stage_seconds={
                     "preprocess": preprocess_share,
                     "infer": infer_share,
                     "decode": time.perf_counter() - decode_started,
                 }))
         return detections
+
+    def _confidence_map(self, decoder: GpuDecoder, able_ptr: int, frame: int,
+                        inference: int) -> np.ndarray:
+        if inference != self._inferences:
+            raise RuntimeError(
+                "this frame's confidence map was overwritten by a later inference; ask for it "
+                "before the detector runs again (detect_batch runs one inference per "
+                "max_batch frames)")
+        return decoder.confidence_map(able_ptr, frame)
 
     def bytes_copied_device_to_host(self) -> int:
         """What the last frame's decoding copied from the GPU (heatmaps not included)."""
