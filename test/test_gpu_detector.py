@@ -18,9 +18,9 @@ import pytest
 from test_gpu_processing import (
     GPU_MISSING,
     TO_ENCODING,
-    _assert_same_grasps,
-    _image_message,
-    _pixels_and_classes,
+    assert_same_grasps,
+    image_message,
+    pixels_and_classes,
     run_python_cleanly,
 )
 
@@ -104,7 +104,7 @@ def _detectors(backend, preprocess_config: PreprocessConfig | None = None):
 def _frames(encoding: str, row_padding: int, count: int = 4):
     for seed in range(count):
         image, _ = render_tabletop_scene(100 + seed, 480, 640, num_objects=1 + seed % 3)
-        yield raw_image_from_message(_image_message(image, encoding, row_padding))
+        yield raw_image_from_message(image_message(image, encoding, row_padding))
 
 
 @pytest.mark.parametrize("encoding", sorted(TO_ENCODING))
@@ -116,7 +116,7 @@ def test_trained_model_same_grasps_as_the_cpu_detector(trained_light, encoding, 
             expected = cpu.detect(frame)
             got = gpu.detect(frame)
             assert got.geometry == expected.geometry
-            _assert_same_grasps(got.grasps, expected.grasps)
+            assert_same_grasps(got.grasps, expected.grasps)
             found += len(expected.grasps)
         assert found > 0, "the briefly trained model found no grasp: nothing was compared"
 
@@ -132,7 +132,7 @@ def test_published_architecture_k120_same_grasps(resnet_k120, mode):
             expected = cpu.detect(frame)
             got = gpu.detect(frame)
             assert expected.grasps, "no grasp above the quantile threshold"
-            _assert_same_grasps(got.grasps, expected.grasps)
+            assert_same_grasps(got.grasps, expected.grasps)
             assert gpu.path.bytes_copied_device_to_host() < 10_000
 
 
@@ -151,7 +151,7 @@ def full_fp32_convolutions():
 def _assert_same_grasps_to_rounding(got, want) -> None:
     """A batch and single frames differ by the convolutions' rounding: the same pixels and
     classes, confidence and width to 1e-3 of their range."""
-    assert _pixels_and_classes(got) == _pixels_and_classes(want)
+    assert pixels_and_classes(got) == pixels_and_classes(want)
     np.testing.assert_allclose([g.confidence for g in got], [g.confidence for g in want],
                                rtol=0, atol=1e-3)
     np.testing.assert_allclose([g.crop_width_px for g in got], [g.crop_width_px for g in want],
@@ -180,7 +180,7 @@ def test_a_batch_gives_each_frame_the_grasps_of_single_calls(trained_light, fram
             detections, heatmaps, expected, expected_heatmaps, singles, cpu_singles):
         assert detection.geometry == want.geometry == single.geometry
         assert set(detection.stage_seconds) == {"preprocess", "infer", "decode"}
-        _assert_same_grasps(detection.grasps, want.grasps)
+        assert_same_grasps(detection.grasps, want.grasps)
         np.testing.assert_allclose(heatmap, want_heatmap, rtol=0, atol=1e-6)
         _assert_same_grasps_to_rounding(detection.grasps, single.grasps)
         _assert_same_grasps_to_rounding(detection.grasps, cpu_single.grasps)
@@ -208,7 +208,7 @@ def test_more_frames_than_max_batch_run_in_groups_with_a_graph_per_size(resnet_k
         assert expected[0].confidence_map().shape == last_heatmap.shape  # host maps stay
     assert all(detection.image is frame for detection, frame in zip(detections, frames))
     for detection, want in zip(detections, expected):
-        _assert_same_grasps(detection.grasps, want.grasps)
+        assert_same_grasps(detection.grasps, want.grasps)
     assert sum(len(want.grasps) for want in expected) > 0, "no grasp: nothing was compared"
 
 
@@ -241,7 +241,7 @@ def test_frames_the_kernel_does_not_convert_still_decode_on_the_gpu(trained_ligh
             expected = cpu.detect(frame)
             got = gpu.detect(frame)
             assert got.geometry == expected.geometry
-            _assert_same_grasps(got.grasps, expected.grasps)
+            assert_same_grasps(got.grasps, expected.grasps)
 
 
 def test_create_detector_picks_the_gpu_for_torch_on_cuda(trained_light):
@@ -270,7 +270,7 @@ def test_decode_settings_change_between_frames(trained_light):
         for config in (DecodeConfig(mode="max"), DecodeConfig(max_grasps=2, min_distance=30),
                        DecodeConfig(confidence_threshold=1.0)):
             cpu.decode_config = gpu.decode_config = config
-            _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)
+            assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)
 
 
 def _current_context():
@@ -337,7 +337,7 @@ def test_closing_on_another_thread_is_refused_then_works_on_its_own(trained_ligh
         thread.join()
         assert errors and "thread that created it" in str(errors[0])
         frame = next(_frames("bgr8", 0))
-        _assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)  # still usable
+        assert_same_grasps(gpu.detect(frame).grasps, cpu.detect(frame).grasps)  # still usable
         gpu.close()
     gpu.close()  # closing again (the context manager did too) is fine
     with pytest.raises(RuntimeError, match="closed"):

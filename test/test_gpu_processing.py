@@ -74,7 +74,7 @@ def _with_stream(work):
     return work(driver.Stream())
 
 
-def _image_message(bgr: np.ndarray, encoding: str, row_padding: int) -> SimpleNamespace:
+def image_message(bgr: np.ndarray, encoding: str, row_padding: int) -> SimpleNamespace:
     pixels = np.ascontiguousarray(TO_ENCODING[encoding](bgr))
     height, width, channels = pixels.shape
     step = width * channels + row_padding
@@ -126,12 +126,12 @@ def _decode_both(stream, maps: list[np.ndarray], config: DecodeConfig,
     return gpu, decode_grasps(*maps, geometry, config), copied
 
 
-def _pixels_and_classes(grasps) -> list[tuple[int, int, int]]:
+def pixels_and_classes(grasps) -> list[tuple[int, int, int]]:
     return [(g.crop_row, g.crop_col, g.angle_class) for g in grasps]
 
 
-def _assert_same_grasps(gpu, cpu) -> None:
-    assert _pixels_and_classes(gpu) == _pixels_and_classes(cpu)
+def assert_same_grasps(gpu, cpu) -> None:
+    assert pixels_and_classes(gpu) == pixels_and_classes(cpu)
     for field in ("crop_width_px", "confidence", "row", "col", "angle"):
         np.testing.assert_allclose([getattr(g, field) for g in gpu],
                                    [getattr(g, field) for g in cpu], rtol=0, atol=1e-5)
@@ -143,7 +143,7 @@ def _assert_same_grasps(gpu, cpu) -> None:
 def test_gpu_preprocess_equals_cpu(encoding, height, width, row_padding):
     image, _ = render_tabletop_scene(height + width, height=height, width=width,
                                      num_objects=2)
-    message = _image_message(image, encoding, row_padding)
+    message = image_message(image, encoding, row_padding)
     gpu_planes, cpu_planes = _with_context(lambda stream: _preprocess_both(stream, message))
     np.testing.assert_allclose(gpu_planes, cpu_planes, rtol=0, atol=1e-6)
     if height < 320:
@@ -157,7 +157,7 @@ def test_a_batch_of_frames_is_preprocessed_into_one_buffer(frames):
     import pycuda.driver as driver
 
     sizes = [(480, 640, "bgr8"), (200, 280, "rgb8"), (240, 400, "bgra8"), (480, 640, "mono8")]
-    messages = [_image_message(render_tabletop_scene(seed, height=height, width=width)[0],
+    messages = [image_message(render_tabletop_scene(seed, height=height, width=width)[0],
                                encoding, seed % 3)
                 for seed, (height, width, encoding) in enumerate(sizes[:frames])]
     cpu_planes = [Preprocessor(PreprocessConfig())(image_message_to_bgr(message))[0]
@@ -194,7 +194,7 @@ def test_a_frame_outside_the_batch_is_refused():
 
 def test_resize_policy_is_refused_on_gpu():
     image, _ = render_tabletop_scene(1, height=200, width=280)
-    message = _image_message(image, "bgr8", 0)
+    message = image_message(image, "bgr8", 0)
 
     def preprocess(stream):
         with closing(GpuPreprocessor(stream)) as preprocessor:
@@ -222,7 +222,7 @@ def test_gpu_decode_equals_decode_grasps(classes, per_class_width, quantised, co
     maps = _random_maps(classes, classes, classes if per_class_width else 1, quantised)
     gpu, cpu, copied = _with_context(lambda stream: _decode_both(stream, maps, config))
     assert cpu, "the random maps must give grasps, or the comparison proves nothing"
-    _assert_same_grasps(gpu, cpu)
+    assert_same_grasps(gpu, cpu)
     if config.min_distance >= 10 and not quantised:
         assert 0 < copied < 100_000
 
@@ -254,8 +254,8 @@ def test_each_frame_of_batched_maps_decodes_as_alone(frames, config):
     for maps, (grasps, confidences) in zip(per_frame, results):
         alone, cpu, _copied = _with_context(lambda stream, m=maps: _decode_both(stream, m, config))
         assert cpu, "the random maps must give grasps, or the comparison proves nothing"
-        _assert_same_grasps(grasps, alone)
-        _assert_same_grasps(grasps, cpu)
+        assert_same_grasps(grasps, alone)
+        assert_same_grasps(grasps, cpu)
         np.testing.assert_allclose(confidences, confidence_map(maps[0]), atol=1e-6)
 
 
@@ -264,7 +264,7 @@ def test_small_candidate_buffer_falls_back_to_the_same_grasps():
     config = DecodeConfig("peaks", 0.5, 2, 10)
     gpu, cpu, copied = _with_context(
         lambda stream: _decode_both(stream, maps, config, max_candidates=8))
-    _assert_same_grasps(gpu, cpu)
+    assert_same_grasps(gpu, cpu)
     assert copied > 320 * 320 * 4
 
 
@@ -291,7 +291,7 @@ def test_gpu_decode_of_real_model_outputs(tmp_path, classes, width_channels):
     for config in (DecodeConfig(), DecodeConfig("max"), DecodeConfig("peaks", 0.3, 5, 10)):
         gpu, cpu, _ = _with_context(lambda stream, c=config: _decode_both(stream, maps, c))
         assert cpu
-        _assert_same_grasps(gpu, cpu)
+        assert_same_grasps(gpu, cpu)
 
     def heatmap(stream):
         import pycuda.driver as driver
@@ -310,11 +310,11 @@ def run_cycle(seed: int) -> bool:
 
     def work(stream) -> bool:
         image, _ = render_tabletop_scene(seed, num_objects=2)
-        gpu_planes, cpu_planes = _preprocess_both(stream, _image_message(image, "rgb8", 2))
+        gpu_planes, cpu_planes = _preprocess_both(stream, image_message(image, "rgb8", 2))
         gpu, cpu, _ = _decode_both(stream, _random_maps(seed, 18, 1, False, size=96),
                                    DecodeConfig())
         return bool(np.array_equal(gpu_planes, cpu_planes) and cpu
-                    and _pixels_and_classes(gpu) == _pixels_and_classes(cpu))
+                    and pixels_and_classes(gpu) == pixels_and_classes(cpu))
 
     return _with_context(work)
 

@@ -56,7 +56,10 @@ class CpuPath:
             prepared.append(self.preprocessor(bgr))
             preprocess_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
-        outputs = self.backend.infer(np.concatenate([planes for planes, _geometry in prepared]))
+        # One frame (one camera) is already a batch of one: no copy into a stack.
+        planes = (prepared[0][0] if len(prepared) == 1
+                  else np.concatenate([planes for planes, _geometry in prepared]))
+        outputs = self.backend.infer(planes)
         infer_share = (time.perf_counter() - started) / len(images)
         detections = []
         for index, (image, (_planes, geometry)) in enumerate(zip(images, prepared)):
