@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from os import PathLike
 
 from sgdn_ros.backends.base import (
-    DEFAULT_MAX_BATCH,
     PRECISIONS,
     BackendUnavailable,
     InferenceBackend,
@@ -42,7 +41,10 @@ class BackendOptions:
     engine_cache_dir: str = ""   # TensorRT plans; "": engine_cache.default_cache_dir()
     force_rebuild: bool = False  # TensorRT: build the plan even when the cached one matches
     workspace_mb: int = 1024     # TensorRT builder workspace limit
-    max_batch: int = DEFAULT_MAX_BATCH  # frames per inference, for a dynamic batch axis
+    # Frames per inference, for a model with a dynamic batch axis. One: the node runs one
+    # camera's newest frame at a time, and TensorRT allocates its buffers for max_batch frames
+    # (about 100 MB each at K = 120); batching several cameras raises it.
+    max_batch: int = 1
 
 
 def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
