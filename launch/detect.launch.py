@@ -3,6 +3,14 @@
     ros2 launch sgdn_ros detect.launch.py image:=/camera/color/image_raw
     ros2 launch sgdn_ros detect.launch.py model_path:=/path/to/sgdn.onnx rviz:=true
 
+With a RealSense (realsense2_camera 4.x; `ros2 launch realsense2_camera rs_launch.py
+align_depth.enable:=true`), 3-D grasp poses in the colour camera's optical frame:
+
+    ros2 launch sgdn_ros detect.launch.py use_depth:=true \
+        image:=/camera/camera/color/image_raw \
+        depth:=/camera/camera/aligned_depth_to_color/image_raw \
+        camera_info:=/camera/camera/color/camera_info
+
 The node activates itself (parameter autostart, true in the YAML); set autostart:=false to leave
 the transitions to a lifecycle manager.
 """
@@ -26,6 +34,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="Parameters YAML of the detector"),
         DeclareLaunchArgument("image", default_value="image_raw",
                               description="Camera image topic to subscribe to"),
+        DeclareLaunchArgument("depth", default_value="depth/image_raw",
+                              description="Depth image aligned to the colour image (use_depth)"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info",
+                              description="camera_info of the colour camera (use_depth)"),
+        DeclareLaunchArgument("use_depth", default_value="false",
+                              description="Pair depth + camera_info and publish 3-D grasp poses"),
         DeclareLaunchArgument("model_path", default_value="",
                               description="SGDN ONNX model; empty: the built-in default"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
@@ -41,10 +55,13 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             LaunchConfiguration("params_file"),
             {"model_path": LaunchConfiguration("model_path"),
-             "autostart": LaunchConfiguration("autostart")},
+             "autostart": LaunchConfiguration("autostart"),
+             "use_depth": LaunchConfiguration("use_depth")},
         ],
         remappings=[("image_raw", LaunchConfiguration("image")),
-                    ("image_raw/compressed", [LaunchConfiguration("image"), "/compressed"])],
+                    ("image_raw/compressed", [LaunchConfiguration("image"), "/compressed"]),
+                    ("depth/image_raw", LaunchConfiguration("depth")),
+                    ("camera_info", LaunchConfiguration("camera_info"))],
         output="screen",
     )
     rviz = Node(

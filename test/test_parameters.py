@@ -96,6 +96,10 @@ def another_valid_value(spec: ParameterSpec):
         return spec.default + 1 if spec.maximum is None or spec.default < spec.maximum \
             else spec.default - 1
     if spec.type_name == "double":
+        # Half as much again keeps interdependent settings (a step below its maximum) valid.
+        larger = spec.default * 1.5
+        if larger != spec.default and (spec.maximum is None or larger <= spec.maximum):
+            return larger
         return (spec.default + spec.maximum) / 2 if spec.maximum is not None else spec.default + 1
     if spec.type_name == "string":
         return f"{spec.default}changed"

@@ -195,6 +195,29 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "History depth of the image subscription; the detector keeps only the newest frame anyway.",
         default=1, minimum=1, maximum=100),
     ParameterSpec(
+        "use_depth",
+        "Also subscribe to `depth/image_raw` (aligned to the colour image: 16UC1 millimetres or "
+        "32FC1 metres) and `camera_info`, and publish 3-D grasp poses, markers and a PoseArray.",
+        default=False),
+    ParameterSpec(
+        "depth_scale",
+        "Metres per depth unit for cameras with other units; 0: the encoding's own (16UC1 "
+        "millimetres, 32FC1 metres).",
+        default=0.0, minimum=0.0, maximum=10.0),
+    ParameterSpec(
+        "depth_slop_s",
+        "Colour and depth frames pair when their stamps differ by at most this (aligned depth "
+        "carries the colour stamp: 0 would do).",
+        default=0.02, minimum=0.0, maximum=1.0),
+    ParameterSpec(
+        "depth_qos_reliability",
+        "Reliability of the depth subscription (history depth: `qos_depth`).",
+        default="best_effort", choices=QOS_RELIABILITIES),
+    ParameterSpec(
+        "camera_info_qos_reliability",
+        "Reliability of the camera_info subscription (history depth 1: the latest is used).",
+        default="best_effort", choices=QOS_RELIABILITIES),
+    ParameterSpec(
         "decode_mode",
         "`max`: the single best pixel (as the published sample); `peaks`: local maxima.",
         sets="decode.mode", applies=APPLIES_AT_RUNTIME, choices=DECODE_MODES),
@@ -218,6 +241,31 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "metres_per_pixel",
         "Image scale at the table, for `width_m`; 0 means unknown (`width_m` is NaN).",
         sets="decode.metres_per_pixel", applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),
+    ParameterSpec(
+        "finger_width_m",
+        "With depth: the gripper finger's extent across the closing direction, for the "
+        "collision test of the grasp depth.",
+        sets="gripper.finger_width_m", minimum=0.001, maximum=0.5),
+    ParameterSpec(
+        "finger_thickness_m",
+        "With depth: the finger's extent along the closing direction.",
+        sets="gripper.finger_thickness_m", minimum=0.001, maximum=0.5),
+    ParameterSpec(
+        "max_grasp_depth_m",
+        "With depth: the deepest the finger tips go below the top surface.",
+        sets="gripper.max_grasp_depth_m", minimum=0.001, maximum=0.5),
+    ParameterSpec(
+        "grasp_depth_step_m",
+        "With depth: the step in which the fingers are lowered until one would collide.",
+        sets="gripper.grasp_depth_step_m", minimum=0.0005, maximum=0.1),
+    ParameterSpec(
+        "min_grasp_depth_m",
+        "With depth: grasps whose fingers cannot go this deep are invalid (`collision`).",
+        sets="gripper.min_grasp_depth_m", minimum=0.0, maximum=0.5),
+    ParameterSpec(
+        "pre_grasp_offset_m",
+        "With depth: how far back along the approach the pre-grasp pose lies.",
+        sets="gripper.pre_grasp_offset_m", minimum=0.0, maximum=1.0),
     ParameterSpec(
         "heatmap",
         "Debug heatmap on `~/heatmap`: `on_demand` while someone subscribes, `always`, or `off`.",

@@ -14,6 +14,7 @@ from typing import Any
 
 from sgdn_ros.backends import BackendOptions
 from sgdn_ros.core.decoding import DecodeConfig
+from sgdn_ros.core.grasp3d import GripperGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig
 
 
@@ -23,7 +24,7 @@ class DetectorSettings:
 
     ``model_path`` is what ``sgdn_ros.models.default.resolve_model_path`` takes ("" is the
     trained default); ``backend`` and ``gpu_processing`` are the choices of
-    ``create_backend`` and ``create_detector``.
+    ``create_backend`` and ``create_detector``; ``gripper`` measures grasps in 3-D (with depth).
     """
 
     model_path: str = ""
@@ -32,6 +33,7 @@ class DetectorSettings:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
+    gripper: GripperGeometry = field(default_factory=GripperGeometry)
 
     @classmethod
     def with_values(cls, assignments: Mapping[str, Any]) -> DetectorSettings:

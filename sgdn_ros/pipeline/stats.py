@@ -16,6 +16,11 @@ class StatsSnapshot:
     dropped: int
     rejected: int
     failed: int
+    unmatched: int
+    depth_rejected: int
+    pose_off_depth_image: int
+    pose_no_depth: int
+    pose_collision: int
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
@@ -24,9 +29,25 @@ class StatsSnapshot:
     def summary(self) -> str:
         return (
             f"received {self.received}, processed {self.processed}, dropped {self.dropped} "
-            f"(stale), rejected {self.rejected} (bad image), failed {self.failed}; latency "
-            f"p50 {self.latency_p50_ms:.1f} ms, p90 {self.latency_p90_ms:.1f} ms, "
-            f"p99 {self.latency_p99_ms:.1f} ms, max {self.latency_max_ms:.1f} ms")
+            f"(stale), rejected {self.rejected} (bad image), failed {self.failed}; "
+            f"{self._depth_summary()}latency p50 {self.latency_p50_ms:.1f} ms, "
+            f"p90 {self.latency_p90_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms, "
+            f"max {self.latency_max_ms:.1f} ms")
+
+    def _depth_summary(self) -> str:
+        """The depth counters, once depth has been used (a colour-only node shows none)."""
+        counts = (self.unmatched, self.depth_rejected, self.pose_off_depth_image,
+                  self.pose_no_depth, self.pose_collision)
+        if not any(counts):
+            return ""
+        return (f"unmatched {self.unmatched} (colour or depth without partner), depth rejected "
+                f"{self.depth_rejected}; poses invalid: off the depth image "
+                f"{self.pose_off_depth_image}, no depth {self.pose_no_depth}, collision "
+                f"{self.pose_collision}; ")
+
+
+COUNTERS = ("received", "processed", "dropped", "rejected", "failed", "unmatched",
+            "depth_rejected", "pose_off_depth_image", "pose_no_depth", "pose_collision")
 
 
 class DetectorStats:
@@ -35,11 +56,15 @@ class DetectorStats:
     def __init__(self, latency_window: int = 1000) -> None:
         self._lock = threading.Lock()
         self._latencies_s: collections.deque[float] = collections.deque(maxlen=latency_window)
-        self._counts = dict.fromkeys(("received", "processed", "dropped", "rejected", "failed"), 0)
+        self._counts = dict.fromkeys(COUNTERS, 0)
 
     def count(self, event: str) -> None:
         with self._lock:
             self._counts[event] += 1
+
+    def add(self, event: str, amount: int) -> None:
+        with self._lock:
+            self._counts[event] += amount
 
     def record_latency(self, seconds: float) -> None:
         with self._lock:

@@ -10,18 +10,25 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CompressedImage, Image
+from geometry_msgs.msg import Point, Pose, Quaternion
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from sgdn_ros.core.camera import CameraModel, camera_model_from_message
 from sgdn_ros.core.decoding import Grasp
+from sgdn_ros.core.depth import depth_to_metres
 from sgdn_ros.core.frames import (
     bgr_to_image_fields,
     compressed_message_to_bgr,
     raw_image_from_message,
 )
+from sgdn_ros.core.grasp3d import Grasp3D
 from sgdn_ros.msg import GraspPose, GraspPoseArray
 from sgdn_ros.pipeline.detector import CameraImage
+from sgdn_ros.pipeline.grasp_poses import DepthFrame, DepthInputError
 from sgdn_ros.pipeline.stats import StatsSnapshot
+
+NO_DEPTH_INPUT = "no_depth_input"
 
 # Image transport (the `image_transport` parameter) -> message type and topic suffix.
 CAMERA_MESSAGES: dict[str, tuple[type, str]] = {
@@ -38,7 +45,31 @@ def frame_from_message(message: Image | CompressedImage) -> CameraImage:
     return raw_image_from_message(message)
 
 
-def grasp_to_message(grasp: Grasp, header: Header, num_angle_classes: int) -> GraspPose:
+def depth_frame_from_messages(depth: Image, camera_info: CameraInfo | None,
+                              depth_scale: float) -> DepthFrame:
+    """The depth image in metres with its camera; ValueError naming what is missing or wrong."""
+    if camera_info is None:
+        raise DepthInputError(
+            "no camera_info has arrived yet on camera_info: 3-D poses need the camera's "
+            "intrinsics; remap camera_info to the colour camera's (e.g. "
+            "/camera/color/camera_info)")
+    metres = depth_to_metres(depth.data, int(depth.height), int(depth.width), int(depth.step),
+                             depth.encoding, bool(depth.is_bigendian), depth_scale)
+    return DepthFrame(metres, camera_model_from_message(camera_info))
+
+
+def pose_message(position: Sequence[float], orientation: Sequence[float]) -> Pose:
+    pose = Pose()
+    pose.position = Point(x=float(position[0]), y=float(position[1]), z=float(position[2]))
+    pose.orientation = Quaternion(x=float(orientation[0]), y=float(orientation[1]),
+                                  z=float(orientation[2]), w=float(orientation[3]))
+    return pose
+
+
+def grasp_to_message(grasp: Grasp, header: Header, num_angle_classes: int,
+                     grasp_3d: Grasp3D | None = None) -> GraspPose:
+    """The grasp, and its 3-D pose when ``grasp_3d`` is given (else NaN depths, an invalid
+    pose and the reason ``no_depth_input``)."""
     message = GraspPose()
     message.header = header
     message.u = float(grasp.col)
@@ -49,25 +80,39 @@ def grasp_to_message(grasp: Grasp, header: Header, num_angle_classes: int) -> Gr
     message.confidence = float(grasp.confidence)
     message.angle_class = int(grasp.angle_class)
     message.num_angle_classes = int(num_angle_classes)
-    message.depth_m = math.nan
-    message.pose_valid = False
+    if grasp_3d is None:
+        message.depth_m = message.grasp_depth_m = math.nan
+        message.pose_valid = False
+        message.pose_invalid_reason = NO_DEPTH_INPUT
+        return message
+    message.depth_m = float(grasp_3d.surface_depth_m)
+    message.grasp_depth_m = float(grasp_3d.grasp_depth_m)
+    message.pose_valid = bool(grasp_3d.valid)
+    message.pose_invalid_reason = grasp_3d.reason
+    if math.isfinite(grasp_3d.width_m):
+        message.width_m = float(grasp_3d.width_m)
+    message.pose = pose_message(grasp_3d.position, grasp_3d.orientation)
+    message.pre_grasp_pose = pose_message(grasp_3d.pre_grasp_position, grasp_3d.orientation)
     return message
 
 
 def grasps_to_array_message(
-    grasps: Sequence[Grasp], header: Header, num_angle_classes: int
+    grasps: Sequence[Grasp], header: Header, num_angle_classes: int,
+    grasps_3d: Sequence[Grasp3D] | None = None,
 ) -> GraspPoseArray:
     message = GraspPoseArray()
     message.header = header
-    message.grasps = [grasp_to_message(grasp, header, num_angle_classes) for grasp in grasps]
+    located = grasps_3d if grasps_3d is not None else [None] * len(grasps)
+    message.grasps = [grasp_to_message(grasp, header, num_angle_classes, grasp_3d)
+                      for grasp, grasp_3d in zip(grasps, located)]
     return message
 
 
 def publish_grasps(best_publisher, array_publisher, grasps: Sequence[Grasp], header: Header,
-                   num_angle_classes: int) -> None:
+                   num_angle_classes: int, grasps_3d: Sequence[Grasp3D] | None = None) -> None:
     """One frame's answer: all grasps on the array topic, the best also on its own topic (when
     there is one). The messages are built once; the best one is the array's first."""
-    answer = grasps_to_array_message(grasps, header, num_angle_classes)
+    answer = grasps_to_array_message(grasps, header, num_angle_classes, grasps_3d)
     if answer.grasps:
         best_publisher.publish(answer.grasps[0])
     array_publisher.publish(answer)
@@ -85,6 +130,37 @@ def bgr_to_image_message(bgr: np.ndarray, header: Header) -> Image:
     message.is_bigendian = is_bigendian
     message.step = step
     message.data = array.array("B", data)
+    return message
+
+
+def depth_image_message(depth: np.ndarray, header: Header) -> Image:
+    """A depth Image as a driver sends it: 16UC1 (millimetres) from uint16, 32FC1 (metres)
+    from float32, little-endian."""
+    encodings = {np.dtype(np.uint16): "16UC1", np.dtype(np.float32): "32FC1"}
+    if depth.ndim != 2 or depth.dtype not in encodings:
+        raise ValueError(f"a depth image is (H, W) uint16 millimetres or float32 metres, got "
+                         f"{depth.dtype} {depth.shape}")
+    contiguous = np.ascontiguousarray(depth, dtype=depth.dtype.newbyteorder("<"))
+    message = Image()
+    message.header = header
+    message.height, message.width = contiguous.shape
+    message.encoding = encodings[depth.dtype]
+    message.is_bigendian = False
+    message.step = contiguous.shape[1] * contiguous.itemsize
+    message.data = array.array("B", contiguous.tobytes())
+    return message
+
+
+def camera_info_message(camera: CameraModel, header: Header) -> CameraInfo:
+    """The camera_info of ``camera`` (no rectification: R identity, P = [K | 0])."""
+    message = CameraInfo()
+    message.header = header
+    message.width, message.height = camera.width, camera.height
+    message.distortion_model = camera.distortion_model
+    message.d = list(camera.d)
+    message.k = list(camera.k)
+    message.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    message.p = [*camera.k[0:3], 0.0, *camera.k[3:6], 0.0, *camera.k[6:9], 0.0]
     return message
 
 

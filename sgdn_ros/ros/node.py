@@ -14,9 +14,7 @@ everything. Any failure is logged with its reason and the transition returns FAI
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -24,13 +22,14 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo
 
 from sgdn_ros.pipeline.loading import LoadedDetector, load_detector
 from sgdn_ros.pipeline.parameters import detector_settings
 from sgdn_ros.pipeline.stats import DetectorStats
 from sgdn_ros.pipeline.worker import InferenceWorker
-from sgdn_ros.ros.messages import CAMERA_MESSAGES, frame_from_message
+from sgdn_ros.ros.frame_handler import FrameHandler
+from sgdn_ros.ros.inputs import CameraInputs, ReceivedFrame
 from sgdn_ros.ros.outputs import DetectorOutputs
 from sgdn_ros.ros.parameters import (
     NodeOptions,
@@ -41,14 +40,6 @@ from sgdn_ros.ros.parameters import (
 )
 
 NODE_NAME = "sgdn_detector"
-IMAGE_TOPIC = "image_raw"
-THROTTLE_S = 5.0
-
-
-@dataclass(frozen=True)
-class ReceivedFrame:
-    message: Image | CompressedImage
-    received_at: float
 
 
 class GraspDetectorNode(LifecycleNode):
@@ -65,7 +56,7 @@ class GraspDetectorNode(LifecycleNode):
         self._loaded: LoadedDetector | None = None
         self._outputs: DetectorOutputs | None = None
         self._stats_timer = None
-        self._subscription = None
+        self._inputs: CameraInputs | None = None
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Refuse a value the table or a config refuses; apply runtime ones to the next frame."""
@@ -128,30 +119,31 @@ class GraspDetectorNode(LifecycleNode):
     def _configure(self) -> None:
         settings = detector_settings(parameter_values(self))
         self.stats = DetectorStats()
+        self._outputs = DetectorOutputs(self)
+        handler = FrameHandler(self._outputs, self.stats, self.get_logger(),
+                               lambda: self.options, settings.gripper, self._camera_info)
         self._worker = InferenceWorker(
-            functools.partial(load_detector, settings), self._process, LoadedDetector.close)
+            functools.partial(load_detector, settings), handler, LoadedDetector.close)
         self._worker.start()
         self._loaded = self._worker.resource
         self.get_logger().info(self._loaded.summary())
-        self._outputs = DetectorOutputs(self)
         if self.options.stats_period_s > 0:
             self._stats_timer = self.create_timer(
                 self.options.stats_period_s,
                 functools.partial(self._report_stats, self._loaded.backend_name))
 
+    def _camera_info(self) -> CameraInfo | None:
+        inputs = self._inputs
+        return None if inputs is None else inputs.latest_camera_info()
+
     def _activate(self) -> None:
-        options = self.options
-        message_type, topic_suffix = CAMERA_MESSAGES[options.image_transport]
-        self._subscription = self.create_subscription(
-            message_type, f"{IMAGE_TOPIC}{topic_suffix}", self._on_image, options.image_qos())
-        self.get_logger().info(
-            f"active: listening on {self._subscription.topic_name} "
-            f"({options.qos_reliability}, depth {options.qos_depth})")
+        self._inputs = CameraInputs(self, self.options, self._worker.submit, self.stats)
+        self.get_logger().info(f"active: {self._inputs.describe()}")
 
     def _deactivate(self) -> None:
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
+        if self._inputs is not None:
+            self._inputs.destroy()
+            self._inputs = None
         if self._worker is not None and self._worker.discard_pending():
             self.stats.count("dropped")
 
@@ -169,46 +161,11 @@ class GraspDetectorNode(LifecycleNode):
             self.destroy_timer(self._stats_timer)
             self._stats_timer = None
 
-    # Frames -----------------------------------------------------------------------------------
-
-    def _on_image(self, message: Image | CompressedImage) -> None:
-        """Executor thread: hand the frame over and return; the inference thread does the rest."""
-        self.stats.count("received")
-        worker = self._worker
-        if worker is not None and worker.submit(ReceivedFrame(message, time.monotonic())):
-            self.stats.count("dropped")
-
-    def _process(self, loaded: LoadedDetector, frame: ReceivedFrame) -> None:
-        """Inference thread: one frame from message to published grasps. Never raises."""
-        try:
-            image = frame_from_message(frame.message)
-        except ValueError as error:
-            self.stats.count("rejected")
-            self.get_logger().warning(
-                f"rejected an image on {IMAGE_TOPIC}: {error}", throttle_duration_sec=THROTTLE_S)
-            return
-        try:
-            detection = loaded.detector.detect(image)
-            self._outputs.publish_detection(detection, frame.message.header,
-                                            loaded.num_angle_classes, self.options.heatmap)
-        except ValueError as error:
-            self.stats.count("rejected")
-            self.get_logger().warning(
-                f"rejected an image: {error}", throttle_duration_sec=THROTTLE_S)
-            return
-        except Exception as error:  # noqa: BLE001 - keep the inference thread alive
-            self.stats.count("failed")
-            self.get_logger().error(
-                f"processing a frame failed: {error!r}", throttle_duration_sec=THROTTLE_S)
-            return
-        self.stats.count("processed")
-        self.stats.record_latency(time.monotonic() - frame.received_at)
-
     def _report_stats(self, backend_name: str) -> None:
         snapshot = self.stats.snapshot()
         self.get_logger().info(snapshot.summary())
         self._outputs.publish_diagnostics(snapshot, backend_name,
-                                          running=self._subscription is not None)
+                                          running=self._inputs is not None)
 
 
 def main(args: list[str] | None = None) -> int:

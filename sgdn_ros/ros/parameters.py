@@ -96,6 +96,11 @@ class NodeOptions:
     image_transport: str
     qos_reliability: str
     qos_depth: int
+    use_depth: bool
+    depth_scale: float
+    depth_slop_s: float
+    depth_qos_reliability: str
+    camera_info_qos_reliability: str
     heatmap: str
     stats_period_s: float
     autostart: bool
@@ -105,7 +110,17 @@ class NodeOptions:
         return cls(**{field.name: values[field.name] for field in dataclasses.fields(cls)})
 
     def image_qos(self) -> QoSProfile:
-        reliability = (ReliabilityPolicy.BEST_EFFORT if self.qos_reliability == "best_effort"
-                       else ReliabilityPolicy.RELIABLE)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.qos_depth,
-                          reliability=reliability)
+        return _qos(self.qos_reliability, self.qos_depth)
+
+    def depth_qos(self) -> QoSProfile:
+        return _qos(self.depth_qos_reliability, self.qos_depth)
+
+    def camera_info_qos(self) -> QoSProfile:
+        return _qos(self.camera_info_qos_reliability, 1)
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    """Keep-last with the parameter's reliability (`best_effort` or `reliable`)."""
+    policy = (ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+              else ReliabilityPolicy.RELIABLE)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)

@@ -1,0 +1,112 @@
+"""The node's camera inputs: a colour image alone, or with an aligned depth image and the
+camera's camera_info, paired by stamp (``sgdn_ros.pipeline.pairing``).
+
+Subscriptions run on the executor thread and only hand frames over: the newest colour frame
+(or colour + depth pair) goes to the inference thread's one-frame slot, and camera_info, which
+a driver repeats with every frame, is kept as the latest one, read when the frame is processed
+(so a camera_info that arrives just after its frame is still used).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from sgdn_ros.pipeline.pairing import COLOUR, DEPTH, StampPairer
+from sgdn_ros.pipeline.stats import DetectorStats
+from sgdn_ros.ros.messages import CAMERA_MESSAGES
+from sgdn_ros.ros.parameters import NodeOptions
+
+IMAGE_TOPIC = "image_raw"
+DEPTH_TOPIC = "depth/image_raw"
+CAMERA_INFO_TOPIC = "camera_info"
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """What the inference thread gets: the colour message, and with depth on, its depth
+    image."""
+
+    message: Image | CompressedImage
+    received_at: float
+    depth: Image | None = None
+
+
+def stamp_ns(message: Image | CompressedImage) -> int:
+    return message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+
+
+class CameraInputs:
+    """The subscriptions of one activation; ``destroy`` at deactivation.
+
+    ``submit(frame)`` hands a frame to the inference thread and returns whether it replaced
+    one not yet taken (counted as dropped here).
+    """
+
+    def __init__(self, node: Node, options: NodeOptions,
+                 submit: Callable[[ReceivedFrame], bool], stats: DetectorStats) -> None:
+        self._node = node
+        self._submit = submit
+        self._stats = stats
+        self._latest_info: CameraInfo | None = None
+        self._lock = threading.Lock()
+        message_type, topic_suffix = CAMERA_MESSAGES[options.image_transport]
+        self._subscriptions = [node.create_subscription(
+            message_type, f"{IMAGE_TOPIC}{topic_suffix}", self._on_colour, options.image_qos())]
+        self._pairer: StampPairer | None = None
+        if options.use_depth:
+            self._pairer = StampPairer(options.depth_slop_s)
+            self._subscriptions += [
+                node.create_subscription(Image, DEPTH_TOPIC, self._on_depth,
+                                         options.depth_qos()),
+                node.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_camera_info,
+                                         options.camera_info_qos())]
+
+    def latest_camera_info(self) -> CameraInfo | None:
+        """The newest camera_info, None until one arrived."""
+        with self._lock:
+            return self._latest_info
+
+    def describe(self) -> str:
+        topics = ", ".join(subscription.topic_name for subscription in self._subscriptions)
+        pairing = "" if self._pairer is None else " (colour and depth paired by stamp)"
+        return f"listening on {topics}{pairing}"
+
+    def destroy(self) -> None:
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
+        if self._pairer is not None:
+            self._offer(self._pairer.clear)
+
+    def _on_colour(self, message: Image | CompressedImage) -> None:
+        self._stats.count("received")
+        if self._pairer is None:
+            self._hand_over(ReceivedFrame(message, time.monotonic()))
+        else:
+            self._offer(lambda: self._pairer.add(COLOUR, stamp_ns(message), message))
+
+    def _on_depth(self, message: Image) -> None:
+        self._offer(lambda: self._pairer.add(DEPTH, stamp_ns(message), message))
+
+    def _on_camera_info(self, message: CameraInfo) -> None:
+        with self._lock:
+            self._latest_info = message
+
+    def _offer(self, pair_step: Callable[[], object]) -> None:
+        """Run one pairer step, count what it left unmatched, hand over a completed pair."""
+        with self._lock:
+            before = self._pairer.unmatched
+            pair = pair_step()
+            self._stats.add("unmatched", self._pairer.unmatched - before)
+        if pair is not None:
+            self._hand_over(ReceivedFrame(pair.colour, time.monotonic(), pair.depth))
+
+    def _hand_over(self, frame: ReceivedFrame) -> None:
+        if self._submit(frame):
+            self._stats.count("dropped")
