@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from conftest import ROS_MISSING
 
-from sgdn_ros.core.camera import CameraModel
 from sgdn_ros.models.default import TRAINED_MODEL
 from sgdn_ros.training.rgbd_scenes import realsense_camera, render_rgbd_scene
 
@@ -39,13 +38,6 @@ ANSWER_TIMEOUT_S = 30.0
 CAMERA_HEIGHT_M = 0.6
 SEEDS = (1, 2, 3, 4)
 FRAME = "camera_color_optical_frame"
-
-
-def camera_model(scene) -> CameraModel:
-    camera = scene.camera
-    return CameraModel(width=camera.width, height=camera.height, k=camera.k,
-                       distortion_model=camera.distortion_model, d=camera.d,
-                       frame_id=camera.frame_id)
 
 
 def surface_point(message) -> np.ndarray:
@@ -93,7 +85,7 @@ class DepthRig:
         all with one stamp."""
         header = self.header()
         if info:
-            self.info.publish(camera_info_message(camera_model(scene), header))
+            self.info.publish(camera_info_message(scene.camera.camera_model(), header))
         if colour:
             self.colour.publish(bgr_to_image_message(scene.bgr, header))
         self.depth.publish(depth_image_message(scene.depth_mm if depth is None else depth,
@@ -146,7 +138,7 @@ def test_poses_in_metres_match_the_rendered_truth(depth_rig):
     rig = depth_rig()
     position_errors, width_ratios, compared = [], [], 0
     for scene in scenes():
-        camera = camera_model(scene)
+        camera = scene.camera.camera_model()
         answer = rig.answer(rig.send(scene))
         assert answer.header.frame_id == FRAME
         for grasp in answer.grasps:
@@ -258,7 +250,7 @@ def test_colour_frames_without_depth_are_dropped_not_queued(depth_rig):
         # One at a time: the subscription keeps only the newest frame (qos_depth 1).
         assert wait_until(lambda count=count: rig.detector.stats.snapshot().received >= count,
                           5.0)
-    rig.info.publish(camera_info_message(camera_model(scene), waiting[-1]))
+    rig.info.publish(camera_info_message(scene.camera.camera_model(), waiting[-1]))
     rig.depth.publish(depth_image_message(scene.depth_mm, waiting[-1]))
     rig.answer(waiting[-1])
     assert all(rig.answers.by_stamp(stamp_key(header)) is None for header in waiting[:-1])

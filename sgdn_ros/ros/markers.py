@@ -82,6 +82,32 @@ def _gripper(rank: int, confidence: float, grasp: Grasp3D, gripper: GripperGeome
             box(2, palm_centre, palm_size), arrow]
 
 
+def marker_segments(message: MarkerArray) -> list[tuple[np.ndarray, np.ndarray, tuple[int, ...]]]:
+    """The 3-D line segments of a marker message's boxes (their 12 edges) and arrows, each
+    with its colour as BGR bytes: what a viewer without RViz draws, from what was published."""
+    segments = []
+    for marker in message.markers:
+        colour = tuple(int(round(255 * channel)) for channel in
+                       (marker.color.b, marker.color.g, marker.color.r))
+        if marker.type == Marker.ARROW and len(marker.points) == 2:
+            start, end = (np.array([point.x, point.y, point.z]) for point in marker.points)
+            segments.append((start, end, colour))
+        elif marker.type == Marker.CUBE:
+            segments += [(start, end, colour) for start, end in _box_edges(marker)]
+    return segments
+
+
+def _box_edges(marker: Marker) -> list[tuple[np.ndarray, np.ndarray]]:
+    orientation = marker.pose.orientation
+    axes = np.stack(_axes((orientation.x, orientation.y, orientation.z, orientation.w)), axis=1)
+    centre = np.array([marker.pose.position.x, marker.pose.position.y, marker.pose.position.z])
+    half = np.array([marker.scale.x, marker.scale.y, marker.scale.z]) / 2
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    corners = centre + (signs * half) @ axes.T
+    return [(corners[first], corners[second]) for first in range(8) for second in range(8)
+            if first < second and np.count_nonzero(signs[first] != signs[second]) == 1]
+
+
 def _axes(quaternion: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The gripper's x (closing), y and z (approach) axes in the camera frame."""
     x, y, z, w = quaternion

@@ -1,4 +1,5 @@
-"""A stand-in camera: publishes image files as sensor_msgs/Image (or CompressedImage)."""
+"""Stand-in cameras: image files as sensor_msgs/Image (or CompressedImage), and RGB-D frames
+as colour, aligned depth and camera_info with one stamp, as a RealSense driver sends them."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import pathlib
 from collections.abc import Iterator, Sequence
 
 import cv2
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from sgdn_ros.core.camera import CameraModel
 from sgdn_ros.core.image_files import read_bgr
-from sgdn_ros.ros.messages import CAMERA_MESSAGES, bgr_to_image_message
+from sgdn_ros.ros.messages import (
+    CAMERA_MESSAGES,
+    bgr_to_image_message,
+    camera_info_message,
+    depth_image_message,
+)
 
 # Camera drivers publish best effort with a short history (REP-2003's sensor-data profile).
 CAMERA_QOS = QoSProfile(
@@ -67,3 +75,34 @@ class ImagePlayer:
         self.published += 1
         return message
 
+
+
+class RgbdPlayer:
+    """Publishes RGB-D frames (bgr8 colour, 16UC1 depth in millimetres, the camera's
+    camera_info) on ``image_raw``, ``depth/image_raw`` and ``camera_info``, all with one
+    stamp, in the camera's ``frame_id``."""
+
+    def __init__(self, node: Node, frames: Sequence[tuple[np.ndarray, np.ndarray]],
+                 camera: CameraModel, qos: QoSProfile = CAMERA_QOS) -> None:
+        self._node = node
+        self._frames = list(frames)
+        self._camera = camera
+        self._colour = node.create_publisher(Image, "image_raw", qos)
+        self._depth = node.create_publisher(Image, "depth/image_raw", qos)
+        self._info = node.create_publisher(CameraInfo, "camera_info", qos)
+
+    def subscription_count(self) -> int:
+        """Subscribers on the least-subscribed of the three topics."""
+        return min(publisher.get_subscription_count()
+                   for publisher in (self._colour, self._depth, self._info))
+
+    def publish(self, index: int) -> Image:
+        """Camera_info, colour, then depth of frame ``index``; returns the colour message."""
+        bgr, depth_mm = self._frames[index]
+        header = Header(stamp=self._node.get_clock().now().to_msg(),
+                        frame_id=self._camera.frame_id)
+        self._info.publish(camera_info_message(self._camera, header))
+        colour = bgr_to_image_message(bgr, header)
+        self._colour.publish(colour)
+        self._depth.publish(depth_image_message(depth_mm, header))
+        return colour

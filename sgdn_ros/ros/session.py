@@ -19,6 +19,7 @@ from rclpy.context import Context
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from sgdn_ros.core.decoding import Grasp
 from sgdn_ros.msg import GraspPose, GraspPoseArray
@@ -29,6 +30,7 @@ from sgdn_ros.ros.outputs import GRASP_TOPIC, GRASPS_TOPIC
 Stamp = tuple[int, int]
 
 DETECTOR_HEATMAP_TOPIC = f"/{NODE_NAME}/heatmap"
+DETECTOR_MARKERS_TOPIC = f"/{NODE_NAME}/markers"
 
 
 class BackgroundSpin:
@@ -234,3 +236,8 @@ class RosSession:
     def record_heatmaps(self, topic: str = DETECTOR_HEATMAP_TOPIC) -> Recorder:
         """The detector's heatmaps (bgr8 `Image`); subscribing makes an `on_demand` node draw."""
         return Recorder(self.node, Image, topic)
+
+    def record_markers(self, topic: str = DETECTOR_MARKERS_TOPIC) -> Recorder:
+        """The detector's gripper markers (`MarkerArray`, with depth); ``markers_for`` finds
+        a frame's."""
+        return Recorder(self.node, MarkerArray, topic)

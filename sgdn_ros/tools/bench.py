@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from sgdn_ros.backends import create_backend
-from sgdn_ros.core.camera import CameraModel
 from sgdn_ros.core.decoding import DecodeConfig, decode_grasps, decode_grasps_full
 from sgdn_ros.core.depth import depth_to_metres
 from sgdn_ros.core.frames import raw_image_from_message
@@ -135,10 +134,9 @@ def measure_locate() -> Timing:
     """The 3-D stage on the trained model's five best grasps of a rendered RGB-D scene at
     0.6 m (640x480, noisy 16UC1 depth), after one call that builds the camera's ray table."""
     scene = render_rgbd_scene(2, num_objects=5, camera=realsense_camera(0.6))
-    camera = CameraModel(width=scene.camera.width, height=scene.camera.height, k=scene.camera.k,
-                         distortion_model=scene.camera.distortion_model, d=scene.camera.d)
     depth = DepthFrame(depth_to_metres(scene.depth_mm.tobytes(), *scene.depth_mm.shape,
-                                       scene.depth_mm.shape[1] * 2, "16UC1"), camera)
+                                       scene.depth_mm.shape[1] * 2, "16UC1"),
+                       scene.camera.camera_model())
     loaded = load_detector(detector_settings({
         **defaults(), "backend": "onnxruntime", "gpu_processing": "off",
         "confidence_threshold": 0.01, "max_grasps": LOCATE_GRASPS, "min_distance": 5}))

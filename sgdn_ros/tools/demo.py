@@ -3,7 +3,8 @@
 Starts the `detector` executable (autostart, the trained default model), publishes the
 project's sample scenes as a best-effort camera would, prints each grasp received on
 `grasp`/`grasps` with how it compares to the scene's true grasps (the Cornell rectangle metric),
-writes annotated images and heatmaps, stops the detector and ends.
+writes annotated images and heatmaps, stops the detector; then the depth run
+(``sgdn_ros.tools.depth_demo``: 3-D grasp poses from colour + depth + camera_info) and ends.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sgdn_ros.ros.session import (
     stamp_key,
     wait_until,
 )
+from sgdn_ros.tools.depth_demo import run_depth_demo
 from sgdn_ros.training.grasp_scenes import object_grasp_rectangles
 from sgdn_ros.training.metrics import (
     angle_difference,
@@ -62,11 +64,12 @@ def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
         output_dir / "detector.log")
     session = RosSession("sgdn_demo")
     try:
-        return _play_and_report(session, detector, scenes, output_dir)
+        colour_result = _play_and_report(session, detector, scenes, output_dir)
     finally:
         exit_code = detector.stop()
         session.close()
         print(f"demo: detector stopped (exit code {exit_code}); its log: {detector.log_path}")
+    return colour_result or run_depth_demo(output_dir, seed=seed)
 
 
 def _play_and_report(session: RosSession, detector: DetectorProcess, scenes,

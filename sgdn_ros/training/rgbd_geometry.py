@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sgdn_ros.core.camera import CameraModel
+
 REALSENSE_COLOUR_K = (613.4, 0.0, 329.1, 0.0, 613.5, 244.2, 0.0, 0.0, 1.0)
 OBJECT_SHAPES = ("box", "cylinder")
 
@@ -54,6 +56,12 @@ class RgbdCamera:
                              f"{self.distortion_model!r} with {self.d}")
         if not self.height_above_table_m > 0.0:
             raise ValueError(f"height_above_table_m must be > 0, got {self.height_above_table_m}")
+
+    def camera_model(self) -> CameraModel:
+        """The intrinsics as the detector's ``CameraModel`` (what its camera_info carries)."""
+        return CameraModel(width=self.width, height=self.height, k=self.k,
+                           distortion_model=self.distortion_model, d=self.d,
+                           frame_id=self.frame_id)
 
     @property
     def fx(self) -> float:
