@@ -292,6 +292,19 @@ def test_position_and_width_map_through_crop_offset_and_scale():
     assert grasp.width_m == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize("decode", [decode_grasps, decode_grasps_full])
+def test_a_metric_width_map_gives_metres_and_pixels_only_with_a_known_scale(decode):
+    """The author's width map is sigmoid x max_width_m (0.1 m); sigmoid(0) = 0.5 here."""
+    resized = CropGeometry(top=-10, left=30, scale=2.0, image_height=200, image_width=240)
+    (grasp,) = decode(*single_grasp_outputs(), resized, DecodeConfig(width_units="metres"))
+    assert grasp.width_m == pytest.approx(0.05, rel=1e-12)
+    assert math.isnan(grasp.width_px) and math.isnan(grasp.crop_width_px)
+    known = DecodeConfig(width_units="metres", max_width_m=0.2, metres_per_pixel=0.002)
+    (grasp,) = decode(*single_grasp_outputs(), resized, known)
+    assert grasp.width_m == pytest.approx(0.1, rel=1e-12)
+    assert grasp.width_px == pytest.approx(50.0) and grasp.crop_width_px == pytest.approx(100.0)
+
+
 def test_width_in_metres_is_nan_when_the_scale_is_unknown():
     (grasp,) = decode_grasps(*single_grasp_outputs(), IDENTITY, DecodeConfig(max_width_px=80.0))
     assert math.isnan(grasp.width_m)
@@ -342,6 +355,8 @@ def test_bad_output_shapes_raise_decoding_error_naming_the_problem(name, bad, me
     (dict(max_width_px=float("inf")), "max_width_px must be positive and finite"),
     (dict(metres_per_pixel=-0.001), "metres_per_pixel must be finite and >= 0"),
     (dict(metres_per_pixel="0.001"), "metres_per_pixel must be finite and >= 0"),
+    (dict(max_width_m=0.0), "max_width_m must be positive and finite"),
+    (dict(width_units="mm"), "width_units must be one of"),
 ])
 def test_bad_settings_raise_decoding_error_naming_the_setting(settings, message):
     with pytest.raises(DecodingError, match=message):

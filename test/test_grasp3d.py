@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -93,6 +94,31 @@ def test_a_grasp_across_the_box_lands_on_its_top(angle):
         located.pre_grasp_position,
         np.add(located.position, (0.0, 0.0, -GRIPPER.pre_grasp_offset_m)), atol=1e-12)
     assert located.width_m == pytest.approx(OPENING_M, rel=0.05)
+
+
+@pytest.mark.parametrize("angle", [0.0, math.pi / 4, math.pi / 2, 2.5])
+def test_a_metric_width_becomes_pixels_at_the_surface_depth(angle):
+    """A metric-width model's grasp (width_px unknown) lands where the same grasp in pixels
+    does, with the model's opening as its width."""
+    depth = render_depth(PINHOLE, [GRASPED])
+    in_pixels = grasp_at(CENTRE, 0.56, angle)
+    in_metres = dataclasses.replace(in_pixels, width_px=math.nan, width_m=OPENING_M,
+                                    crop_width_px=math.nan)
+    (expected, located) = locate([in_pixels, in_metres], depth)
+    assert located.valid and located.width_m == OPENING_M
+    assert located.surface_depth_m == expected.surface_depth_m
+    assert located.grasp_depth_m == expected.grasp_depth_m
+    np.testing.assert_allclose(located.position, expected.position, atol=1e-9)
+
+
+def test_a_metric_grasp_without_depth_under_its_centre_has_no_depth():
+    depth = render_depth(PINHOLE, [GRASPED])
+    grasp = grasp_at(CENTRE, 0.56, 0.0)
+    depth[round(grasp.row) - 4:round(grasp.row) + 5, round(grasp.col) - 4:round(grasp.col) + 5] \
+        = np.nan
+    metric = dataclasses.replace(grasp, width_px=math.nan, width_m=OPENING_M)
+    (located,) = locate([metric], depth)
+    assert (located.valid, located.reason) == (False, "no_depth")
 
 
 @pytest.mark.parametrize("angle", [0.0, math.pi / 4, math.pi / 2])

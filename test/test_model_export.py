@@ -115,8 +115,8 @@ def test_light_export_carries_what_a_runtime_needs_in_its_metadata(light_onnx):
 
 def test_exported_metadata_reads_back_into_the_record_the_backend_holds(light_onnx):
     expected = ModelMetadata(
-        input_size=320, input_channels=3, num_angle_classes=18, width_channels=1,
-        mean_bgr=PUBLISHED_MEAN_BGR, scale=PUBLISHED_SCALE, width_units="pixels",
+        input_size=320, input_channels=3, input_kind="bgr", num_angle_classes=18,
+        width_channels=1, mean_bgr=PUBLISHED_MEAN_BGR, scale=PUBLISHED_SCALE, width_units="pixels",
         output_names=OUTPUT_NAMES, format_version="sgdn_ros.onnx.v1",
         extra={"backbone": "light", "upsample": "bilinear", "precision": "fp32", "opset": "17",
                "trained_on": "nothing (test)"})
@@ -193,6 +193,24 @@ def test_inconsistent_export_requests_are_refused(light_model, tmp_path, argumen
     with pytest.raises(ExportError, match=message):
         export_onnx(light_model, arguments.pop("config", LIGHT), tmp_path / "x.onnx",
                     **arguments)
+
+
+@pytest.mark.parametrize("channels, input_kind", [(1, "depth"), (4, "depth_bgr")])
+def test_depth_and_rgbd_networks_export_their_input_kind(tmp_path, channels, input_kind):
+    config = dataclasses.replace(LIGHT, input_channels=channels)
+    path = export_onnx(build_sgdn(config), config, tmp_path / f"{input_kind}.onnx",
+                       input_size=64)
+    assert read_model_metadata(path).input_kind == input_kind
+    with OnnxRuntimeBackend(path, prefer_gpu=False) as backend:
+        assert backend.info.input_kind == input_kind
+        assert backend.info.input_shape == (1, channels, 64, 64)
+
+
+def test_a_network_the_detector_cannot_feed_is_not_exported(tmp_path):
+    config = dataclasses.replace(LIGHT, input_channels=2)
+    with pytest.raises(ExportError, match="input_channels is 2; the detector feeds 1"):
+        export_onnx(build_sgdn(config), config, tmp_path / "x.onnx", input_size=64)
+    assert not list(tmp_path.iterdir())
 
 
 def test_parity_check_refuses_a_depth_model(tmp_path, light_onnx, scenes):

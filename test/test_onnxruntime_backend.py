@@ -281,7 +281,7 @@ def test_truncated_file_is_not_an_onnx_model(tmp_path, model_k18):
 
 @pytest.mark.parametrize("input_shape, output_channels, message", [
     ([1, 3, 32, 32], [1, 18], "has 2 outputs .*an SGDN model has 3"),
-    ([1, 1, 32, 32], [1, 18, 1], "has 1 channel.*feeds 3 BGR planes"),
+    ([1, 1, 32, 32], [1, 18, 1], "input_kind 'bgr' takes 3 input channel.*graph's input has 1"),
     ([1, 3, "height", "width"], [1, 18, 1], "dynamic dimensions.*static input size"),
     ([2, 3, 32, 32], [1, 18, 1], "fixed batch size 2.*dynamic batch axis"),
     ([1, 3, 32], [1, 18, 1], "expected 4 dimensions"),

@@ -137,6 +137,20 @@ def test_the_file_carries_the_sgdn_metadata_with_its_tensor_names(tmp_path):
         output_names=names[1:], format_version="sgdn_ros.onnx.v1")
 
 
+@pytest.mark.parametrize("input_kind, channels", [("depth", 1), ("depth_bgr", 4)])
+def test_a_depth_model_takes_its_planes_and_says_so(tmp_path, input_kind, channels):
+    path = save_synthetic_sgdn_model(tmp_path / "depth.onnx", num_angle_classes=18,
+                                     input_kind=input_kind, width_units="metres")
+    assert read_model_metadata(path) == ModelMetadata(
+        input_size=320, input_channels=channels, input_kind=input_kind, num_angle_classes=18,
+        width_channels=1, width_units="metres", output_names=PUBLISHED_TENSOR_NAMES[1:],
+        format_version="sgdn_ros.onnx.v1")
+    planes = np.zeros((1, channels, 320, 320), np.float32)
+    planes[0, 0, 100:160, 100:140] = -0.04  # a box 4 cm above the table
+    able, _angle, _width = session_for(onnx.load(str(path))).run(None, {"input": planes})
+    assert able[0, 0, 130, 120] > 3.0 > -3.0 > able[0, 0, 10, 10]
+
+
 def test_opset_11_computes_the_same_maps_as_opset_17():
     image, _ = render_tabletop_scene(2, num_objects=2)
     planes, _ = PREPROCESS(image)
@@ -226,6 +240,8 @@ def test_save_writes_a_loadable_model_and_returns_its_path(tmp_path):
     ({"tensor_names": ("input", "a", "a", "b")}, "four distinct non-empty names"),
     ({"opset": 10}, "opset must be between 11"),
     ({"input_size": 2}, "input_size must be >= 3"),
+    ({"input_kind": "rgbd"}, "input_kind must be one of bgr, depth, depth_bgr"),
+    ({"width_units": "mm"}, "width_units must be one of pixels, metres"),
 ])
 def test_invalid_arguments_are_refused_with_the_reason(arguments, message):
     with pytest.raises(ValueError, match=message):

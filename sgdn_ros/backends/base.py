@@ -15,9 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sgdn_ros.core.decoding import WIDTH_UNITS
+from sgdn_ros.core.depth_planes import INPUT_KINDS
 from sgdn_ros.core.preprocessing import planes_problem
 from sgdn_ros.models.errors import ModelLoadError
-from sgdn_ros.models.metadata import OUTPUT_ROLES, PUBLISHED_OUTPUT_NAMES
+from sgdn_ros.models.metadata import OUTPUT_ROLES, PUBLISHED_OUTPUT_NAMES, input_kind_problems
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 # Frames one inference takes when the model's batch axis is dynamic (the backends' default):
@@ -47,6 +49,11 @@ class ModelInfo:
     ``input_shape`` is one frame's input, (1, C, H, W). ``max_batch`` is how many frames one
     ``infer`` call takes: 1 for a model exported with a static batch, more for a dynamic batch
     axis. Callers with more frames split them (``sgdn_ros.pipeline.detector.batches``).
+    ``input_kind`` says what the C planes are (``sgdn_ros.core.depth_planes``: "bgr", "depth"
+    or "depth_bgr") and ``width_units`` what the width map measures ("pixels" or "metres"):
+    the model's metadata, or the published conventions for a backend or file without it.
+    A kind that contradicts C is refused here, so no backend can describe a model it
+    cannot be fed.
     """
 
     input_name: str
@@ -59,6 +66,21 @@ class ModelInfo:
     output_height: int
     output_width: int
     max_batch: int = 1
+    input_kind: str = INPUT_KINDS[0]
+    width_units: str = WIDTH_UNITS[0]
+
+    def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_KINDS:
+            raise ModelLoadError(
+                f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
+        if self.width_units not in WIDTH_UNITS:
+            raise ModelLoadError(
+                f"width_units must be one of {', '.join(WIDTH_UNITS)}, got {self.width_units!r}")
+        problems = input_kind_problems(self.input_kind, self.input_shape[1])
+        if problems:
+            raise ModelLoadError(
+                f"the model's input {self.input_name!r} {self.input_shape}: {problems[0]}; "
+                "this backend feeds B, G, R planes only unless it knows the model's input_kind")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """SGDN on ONNX Runtime: CUDA when onnxruntime-gpu can use it, the CPU otherwise.
 
-Everything about the model is checked while loading: one float input (N, 3, H, W) with static
+Everything about the model is checked while loading: one float input (N, C, H, W) with static
 channels and size, SGDN's three outputs found by name, and the SGDN metadata the file carries
-(``sgdn_ros.models.metadata``) against the graph. The batch N is 1, or a symbolic axis: then one
+(``sgdn_ros.models.metadata``) against the graph, its ``input_kind`` (colour, depth or both)
+against C among the rest. The batch N is 1, or a symbolic axis: then one
 ``infer`` takes up to ``max_batch`` frames. Output dimensions left symbolic are learnt from one
 run on zeros, so ``info`` is always fully static.
 """
@@ -32,7 +33,6 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64}
-_INPUT_CHANNELS = 3
 _BATCH_ADVICE = ("; a model whose batch axis is declared dynamic but cannot take several "
                  "frames runs with max_batch 1, or re-export it with `sgdn-ros export`")
 
@@ -139,6 +139,8 @@ def _describe_model(session: ort.InferenceSession, path: pathlib.Path,
         output_height=int(shape_of[able_name][2]),
         output_width=int(shape_of[able_name][3]),
         max_batch=max_batch if dynamic_batch else 1,
+        input_kind=metadata.input_kind,
+        width_units=metadata.width_units,
     )
 
 
@@ -151,7 +153,8 @@ def _frame_shape(shape: Sequence[object]) -> tuple[object, ...]:
 
 def _frame_input_shape(node: ort.NodeArg,
                        path: pathlib.Path) -> tuple[tuple[int, int, int, int], bool]:
-    """One frame's input shape (1, 3, H, W), and whether the batch dimension is symbolic."""
+    """One frame's input shape (1, C, H, W), and whether the batch dimension is symbolic; C
+    is checked against the model's input_kind with the rest of its metadata."""
     if node.type != "tensor(float)":
         raise ModelLoadError(
             f"{path}: input {node.name!r} is {node.type}; this pipeline feeds float32 planes, "
@@ -160,7 +163,7 @@ def _frame_input_shape(node: ort.NodeArg,
     if len(shape) != 4:
         raise ModelLoadError(
             f"{path}: input {node.name!r} has shape {shape}; expected 4 dimensions "
-            "(N, 3, H, W): a batch of images as B, G, R planes")
+            "(N, C, H, W): a batch of images as planes")
     batch, channels, height, width = shape
     if not all(isinstance(dim, int) for dim in (channels, height, width)):
         raise ModelLoadError(
@@ -170,10 +173,6 @@ def _frame_input_shape(node: ort.NodeArg,
         raise ModelLoadError(
             f"{path}: input {node.name!r} has a fixed batch size {batch}; export the model "
             "with batch size 1 or a dynamic batch axis (what `sgdn-ros export` writes)")
-    if channels != _INPUT_CHANNELS:
-        raise ModelLoadError(
-            f"{path}: input {node.name!r} has {channels} channel(s), shape {shape}; this "
-            "pipeline feeds 3 BGR planes, so use an RGB model (not a depth-only one)")
     return (1, channels, height, width), not isinstance(batch, int)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from sgdn_ros.core.geometry import CropGeometry
 
 DECODE_MODES = ("max", "peaks")
+WIDTH_UNITS: tuple[str, ...] = ("pixels", "metres")
 
 
 class DecodingError(ValueError):
@@ -40,14 +41,22 @@ def _require_number(
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How grasp pixels are chosen and how the width logits are scaled."""
+    """How grasp pixels are chosen and how the width logits are scaled.
+
+    ``width_units`` is the model's (its metadata's ``width_units``; the detector sets it): a
+    width map in pixels is read as sigmoid x ``max_width_px`` network-input pixels, one in
+    metres (the author's depth and RGB-D models) as sigmoid x ``max_width_m``. Either width
+    converts to the other through ``metres_per_pixel`` (image pixels), when it is known.
+    """
 
     mode: str = "peaks"
     confidence_threshold: float = 0.5
     min_distance: int = 10
     max_grasps: int = 5
     max_width_px: float = 200.0
+    max_width_m: float = 0.1
     metres_per_pixel: float = 0.0
+    width_units: str = WIDTH_UNITS[0]
 
     def __post_init__(self) -> None:
         if self.mode not in DECODE_MODES:
@@ -56,10 +65,14 @@ class DecodeConfig:
                         lambda value: 0.0 <= value <= 1.0)
         _require_int("min_distance", self.min_distance, 1)
         _require_int("max_grasps", self.max_grasps, 1)
-        _require_number("max_width_px", self.max_width_px, "positive and finite",
-                        lambda value: 0.0 < value < math.inf)
+        for name in ("max_width_px", "max_width_m"):
+            _require_number(name, getattr(self, name), "positive and finite",
+                            lambda value: 0.0 < value < math.inf)
         _require_number("metres_per_pixel", self.metres_per_pixel,
                         "finite and >= 0 (0 when unknown)", lambda value: 0.0 <= value < math.inf)
+        if self.width_units not in WIDTH_UNITS:
+            raise DecodingError(
+                f"width_units must be one of {WIDTH_UNITS}, got {self.width_units!r}")
 
 
 @dataclass(frozen=True)
@@ -253,22 +266,38 @@ def grasps_at_pixels(
     geometry: CropGeometry,
     config: DecodeConfig,
 ) -> list[Grasp]:
+    """The grasps at the chosen pixels. ``crop_widths`` is what both decoders (CPU and GPU)
+    compute, the width map's sigmoid x ``max_width_px``; ``_widths`` reads it in the model's
+    units."""
     grasps = []
     for row, col, angle_class, confidence, crop_width in zip(
         rows.tolist(), cols.tolist(), angle_classes.tolist(),
         confidences.tolist(), crop_widths.tolist(),
     ):
         image_row, image_col = geometry.to_image(row, col)
-        width_px = geometry.length_to_image(crop_width)
-        width_m = width_px * config.metres_per_pixel if config.metres_per_pixel > 0 else math.nan
+        width_px, width_m, crop_width_px = _widths(crop_width, geometry, config)
         grasps.append(Grasp(
             row=float(image_row), col=float(image_col),
             angle=angle_class / num_classes * math.pi,
             width_px=float(width_px), width_m=float(width_m),
             confidence=confidence, angle_class=angle_class,
-            crop_row=row, crop_col=col, crop_width_px=crop_width,
+            crop_row=row, crop_col=col, crop_width_px=float(crop_width_px),
         ))
     return grasps
+
+
+def _widths(crop_width: float, geometry: CropGeometry, config: DecodeConfig
+            ) -> tuple[float, float, float]:
+    """(width_px, width_m, crop_width_px) of a grasp, NaN where unknown: a metric width needs
+    ``metres_per_pixel`` to be drawn in pixels, a pixel width needs it to be in metres."""
+    known_scale = config.metres_per_pixel > 0
+    if config.width_units == "metres":
+        width_m = crop_width / config.max_width_px * config.max_width_m
+        width_px = width_m / config.metres_per_pixel if known_scale else math.nan
+        return width_px, width_m, width_px * geometry.scale
+    width_px = geometry.length_to_image(crop_width)
+    width_m = width_px * config.metres_per_pixel if known_scale else math.nan
+    return width_px, width_m, crop_width
 
 
 def decode_grasps(

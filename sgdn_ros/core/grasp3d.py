@@ -38,6 +38,10 @@ edge). ``grasp_depth_m`` is the last step before the first collision, at most
 ``max_grasp_depth_m``. Every pixel is tested, for all steps at once: a rectangle's projection
 scales with 1/depth, so each pixel collides over one interval of tip depths, computed in
 closed form. Finger rectangles that leave the image are tested only where they are in it.
+
+A model whose widths are in metres gives ``width_m`` and, without a known image scale, a NaN
+``width_px``: its opening is projected to pixels at the surface depth under the grasp centre
+(to sample the finger line) and is the pose's ``width_m`` as it is.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ INVALID_REASONS = ("off_depth_image", "no_depth", "collision")
 Vector3 = tuple[float, float, float]
 _NAN3: Vector3 = (math.nan, math.nan, math.nan)
 _TOLERANCE_M = 1e-9  # float noise in depth arithmetic, far below any camera's resolution
+_CENTRE_HALF_LENGTH_PX = 2.0  # the surface under a metric grasp's centre: 5 px of its line
 
 
 class GripperGeometryError(ValueError):
@@ -140,8 +145,13 @@ def grasps_in_3d(grasps: Sequence[Grasp], depth_m: np.ndarray, camera: CameraMod
         return []
     angles = np.array([grasp.angle for grasp in grasps], dtype=np.float64)
     centres = np.array([(grasp.col, grasp.row) for grasp in grasps], dtype=np.float64)
-    half_widths = np.array([grasp.width_px / 2 for grasp in grasps], dtype=np.float64)
     closing = np.stack([np.cos(angles), -np.sin(angles)], axis=1)
+    metric = np.array([math.isnan(grasp.width_px) for grasp in grasps])
+    half_widths = np.array([grasp.width_px / 2 for grasp in grasps], dtype=np.float64)
+    if metric.any():
+        metric_widths = np.array([grasp.width_m for grasp in grasps])[metric]
+        half_widths[metric] = _half_widths_px(centres[metric], closing[metric], metric_widths,
+                                              depth_m, camera, gripper)
     tip_offsets = closing * half_widths[:, np.newaxis]
     # (grasps, 3 points: centre, tip on +closing, tip on -closing, 2: col, row)
     points = np.stack([centres, centres + tip_offsets, centres - tip_offsets], axis=1)
@@ -150,6 +160,8 @@ def grasps_in_3d(grasps: Sequence[Grasp], depth_m: np.ndarray, camera: CameraMod
     ray_x, ray_y = camera.normalized_rays(points[..., 0], points[..., 1])
     axes = np.stack([ray_x[:, 0], ray_y[:, 0]], axis=1) * surface[:, np.newaxis]
     widths = surface * np.hypot(ray_x[:, 1] - ray_x[:, 2], ray_y[:, 1] - ray_y[:, 2])
+    if metric.any():
+        widths[metric] = metric_widths
     measurable = np.isfinite(surface)
     free_steps = np.zeros(len(grasps), dtype=np.int64)
     if measurable.any():
@@ -185,6 +197,30 @@ def _inside_image(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     height, width = shape
     cols, rows = points[..., 0], points[..., 1]
     return (cols >= -0.5) & (cols < width - 0.5) & (rows >= -0.5) & (rows < height - 0.5)
+
+
+def _half_widths_px(centres: np.ndarray, closing: np.ndarray, widths_m: np.ndarray,
+                    depth_m: np.ndarray, camera: CameraModel, gripper: GripperGeometry
+                    ) -> np.ndarray:
+    """Half of metric openings in pixels: the finger tips, ``widths_m`` apart along the closing
+    direction at the surface depth under each centre, projected. 0 where that depth or the
+    width is unknown, so the grasp is judged by its centre alone (off the image, no depth)."""
+    on_image = _inside_image(centres, depth_m.shape)
+    depths = _surface_depths(centres, closing * _CENTRE_HALF_LENGTH_PX, on_image, depth_m,
+                             gripper)
+    known = np.isfinite(depths) & np.isfinite(widths_m)
+    half_widths = np.zeros(len(centres))
+    if not known.any():
+        return half_widths
+    depths = depths[known]
+    ray_x, ray_y = camera.normalized_rays(centres[known, 0], centres[known, 1])
+    centre_points = np.stack([ray_x * depths, ray_y * depths, depths], axis=1)
+    directions = np.concatenate([closing[known], np.zeros((len(depths), 1))], axis=1)
+    tip_offsets = directions * (widths_m[known] / 2)[:, np.newaxis]
+    cols, rows = camera.project(
+        np.stack([centre_points + tip_offsets, centre_points - tip_offsets], axis=1))
+    half_widths[known] = np.hypot(cols[:, 0] - cols[:, 1], rows[:, 0] - rows[:, 1]) / 2
+    return half_widths
 
 
 def _surface_depths(centres: np.ndarray, tip_offsets: np.ndarray, on_image: np.ndarray,

@@ -94,7 +94,8 @@ def crop_bgr(bgr: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Cro
     Padding is the mean colour, rounded, so it is what the network sees as (nearly) zero input.
     Used for the debug heatmap and the txt export, not for inference.
     """
-    window, target, geometry = _locate_input(bgr, config)
+    _require_bgr_image(bgr)
+    window, target, geometry = locate_input(bgr, config)
     crop = np.empty((config.input_height, config.input_width, 3), dtype=np.uint8)
     if window.shape[:2] != crop.shape[:2]:
         crop[...] = np.round(config.mean_bgr).astype(np.uint8)
@@ -116,7 +117,8 @@ class Preprocessor:
         Only the crop is read (the whole frame is never copied), in one pass into float32;
         padding is exactly 0.0.
         """
-        window, target, geometry = _locate_input(bgr, self.config)
+        _require_bgr_image(bgr)
+        window, target, geometry = locate_input(bgr, self.config)
         height, width = self.config.input_height, self.config.input_width
         planes = np.empty((1, 3, height, width), dtype=np.float32)
         if window.shape[:2] != (height, width):
@@ -169,18 +171,19 @@ def read_sample_txt(path: str | PathLike[str], height: int = 320, width: int = 3
     return np.ascontiguousarray(planes.transpose(1, 2, 0))
 
 
-def _locate_input(
-    bgr: np.ndarray, config: PreprocessConfig
+def locate_input(
+    image: np.ndarray, config: PreprocessConfig
 ) -> tuple[np.ndarray, tuple[slice, slice], CropGeometry]:
     """Find the part of the (possibly resized) image inside the network input.
 
-    Returns that image window as a view, the (rows, cols) of the input it fills, and the geometry.
+    ``image`` is (H, W) or (H, W, C), already checked by the caller: colour and depth images of
+    one size are cropped alike, so grasps map back to both the same way. Returns that image
+    window as a view, the (rows, cols) of the input it fills, and the geometry.
     """
-    _require_bgr_image(bgr)
-    geometry = crop_geometry(bgr.shape[0], bgr.shape[1], config)
-    source = bgr
+    geometry = crop_geometry(image.shape[0], image.shape[1], config)
+    source = image
     if geometry.scale != 1.0:
-        source = cv2.resize(np.ascontiguousarray(bgr), None, fx=geometry.scale,
+        source = cv2.resize(np.ascontiguousarray(image), None, fx=geometry.scale,
                             fy=geometry.scale, interpolation=cv2.INTER_LINEAR)
     source_rows, target_rows = _overlap(geometry.top, source.shape[0], config.input_height)
     source_cols, target_cols = _overlap(geometry.left, source.shape[1], config.input_width)

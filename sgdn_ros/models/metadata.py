@@ -3,9 +3,11 @@ checked against the graph, so a runtime uses the model without guessing.
 
 ``sgdn_ros.network.export`` writes it (through ``ModelMetadata.properties``); the synthetic test
 model too. A file without it, such as the author's published ``sgdn.onnx``, is fine: the graph's
-own shapes are then the only facts, and the published conventions apply (normalisation
-``(pixel - PUBLISHED_MEAN_BGR) * PUBLISHED_SCALE``, widths in pixels, outputs named
-``output_able``, ``output_angle``, ``output_width``).
+own shapes are then the only facts, and the published conventions apply (colour input,
+``input_kind`` "bgr", normalised ``(pixel - PUBLISHED_MEAN_BGR) * PUBLISHED_SCALE``; widths in
+pixels; outputs named ``output_able``, ``output_angle``, ``output_width``). Depth and RGB-D
+models record ``input_kind`` "depth" or "depth_bgr" (``sgdn_ros.core.depth_planes``: their
+normalisation is the author's, ``mean_bgr`` and ``scale`` do not apply to them).
 
 Outputs are matched by name, never by position: the published names, or those recorded under
 ``output_names`` (a JSON list: able, angle, width) for a model exported with other names.
@@ -20,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 
+from sgdn_ros.core.decoding import WIDTH_UNITS
+from sgdn_ros.core.depth_planes import INPUT_KIND_CHANNELS, INPUT_KINDS
 from sgdn_ros.core.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE
 from sgdn_ros.models.errors import ModelLoadError
 
@@ -27,7 +31,6 @@ FORMAT_KEY = "sgdn_ros_format"
 FORMAT_VERSION = "sgdn_ros.onnx.v1"
 PUBLISHED_INPUT_NAME = "input"
 PUBLISHED_OUTPUT_NAMES: tuple[str, str, str] = ("output_able", "output_angle", "output_width")
-WIDTH_UNITS: tuple[str, ...] = ("pixels", "metres")
 OUTPUT_ROLES: tuple[str, str, str] = ("able", "angle", "width")
 FIX_ADVICE = ("re-export the model with `sgdn-ros export`, or correct the metadata_props entry "
               "(onnx.helper.set_model_props)")
@@ -41,15 +44,16 @@ class ModelMetadata:
 
     Facts about the graph (``input_size``, ``input_channels``, ``num_angle_classes``,
     ``width_channels``) are None when not written: the graph's shapes then decide alone.
-    Conventions (normalisation, width units, output names) hold the published ones when not
-    written. ``format_version`` is None for a file without SGDN metadata. ``extra`` keeps the
-    other entries (backbone, upsample, precision, opset, the user's own).
+    Conventions (input kind, normalisation, width units, output names) hold the published ones
+    when not written. ``format_version`` is None for a file without SGDN metadata. ``extra``
+    keeps the other entries (backbone, upsample, precision, opset, the user's own).
     """
 
     input_size: int | None = None
     input_channels: int | None = None
     num_angle_classes: int | None = None
     width_channels: int | None = None
+    input_kind: str = INPUT_KINDS[0]
     mean_bgr: tuple[float, float, float] = PUBLISHED_MEAN_BGR
     scale: float = PUBLISHED_SCALE
     width_units: str = WIDTH_UNITS[0]
@@ -66,6 +70,7 @@ class ModelMetadata:
         return {
             FORMAT_KEY: self.format_version or FORMAT_VERSION,
             **{key: str(value) for key, value in facts.items() if value is not None},
+            "input_kind": self.input_kind,
             "mean_bgr": json.dumps(list(self.mean_bgr)),
             "scale": repr(self.scale),
             "width_units": self.width_units,
@@ -98,10 +103,12 @@ def _scale(text: str) -> float:
     return value
 
 
-def _width_units(text: str) -> str:
-    if text not in WIDTH_UNITS:
-        raise ValueError(f"not one of {', '.join(WIDTH_UNITS)}")
-    return text
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"not one of {', '.join(choices)}")
+        return text
+    return parse
 
 
 def _output_names(text: str) -> tuple[str, str, str]:
@@ -117,9 +124,10 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "input_channels": _positive_int,
     "num_angle_classes": _positive_int,
     "width_channels": _positive_int,
+    "input_kind": _one_of(INPUT_KINDS),
     "mean_bgr": _mean_bgr,
     "scale": _scale,
-    "width_units": _width_units,
+    "width_units": _one_of(WIDTH_UNITS),
     "output_names": _output_names,
 }
 
@@ -165,6 +173,7 @@ def check_against_graph(metadata: ModelMetadata, input_shape: Sequence[Dim],
 
     if len(input_shape) == 4:
         compare("input_channels", metadata.input_channels, input_shape[1])
+        problems.extend(input_kind_problems(metadata.input_kind, input_shape[1]))
         compare("input_size (height)", metadata.input_size, input_shape[2])
         compare("input_size (width)", metadata.input_size, input_shape[3])
     missing = [name for name in metadata.output_names if name not in output_shapes]
@@ -182,6 +191,17 @@ def check_against_graph(metadata: ModelMetadata, input_shape: Sequence[Dim],
         raise ModelLoadError(
             f"{source}: its SGDN metadata does not match the graph: {'; '.join(problems)}; "
             f"{FIX_ADVICE}")
+
+
+def input_kind_problems(input_kind: str, channels: Dim) -> list[str]:
+    """How ``input_kind`` contradicts an input of ``channels`` channels (none, or one line)."""
+    expected = INPUT_KIND_CHANNELS[input_kind]
+    if not isinstance(channels, int) or channels == expected:
+        return []
+    kinds = ", ".join(f"{kind!r} {count}" for kind, count in INPUT_KIND_CHANNELS.items())
+    return [f"input_kind {input_kind!r} takes {expected} input channel(s) but the graph's input "
+            f"has {channels} (channels per input_kind: {kinds}; a file without input_kind is "
+            f"{INPUT_KINDS[0]!r})"]
 
 
 def _declared_shape(value) -> tuple[Dim, ...]:

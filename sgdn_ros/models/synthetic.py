@@ -10,7 +10,12 @@ What it computes, for an input of normalised BGR planes (the published SGDN prep
 1. Objectness. The normalisation is undone inside the graph to get the brightness (mean of B,
    G, R in 0..255). Objectness is 0 at or above ``DARK_START_BRIGHTNESS``, rises linearly and
    is 1 at or below ``FULLY_DARK_BRIGHTNESS``. Saturating it hides the table's texture and the
-   objects' own shading, so only their outlines matter below.
+   objects' own shading, so only their outlines matter below. A depth model (``input_kind``
+   "depth", or "depth_bgr", whose colour planes it ignores) finds raised objects instead: on
+   the depth plane (depth minus its mean over the crop, ``sgdn_ros.core.depth_planes``) the
+   objectness is 0 at or above ``-RAISED_START_M``, rises linearly and is 1 at or below
+   ``-FULLY_RAISED_M``: objects standing 15 mm or more out of a table that fills most of the
+   crop.
 2. ``output_able`` (grasp-confidence logits) = ``ABLE_GAIN * (body + CENTRE_WEIGHT * centre)
    + ABLE_BIAS``. ``body`` is the objectness averaged over a ``BODY_WINDOW_PX`` square, divided
    by ``BODY_FULL_FRACTION`` and clipped to 1, so the confidence map follows the object's shape
@@ -37,7 +42,8 @@ What it computes, for an input of normalised BGR planes (the published SGDN prep
    with ``max_width_px = ASSUMED_MAX_WIDTH_PX`` (the decoder's default) gives that estimate plus
    ``WIDTH_CLEARANCE_PX``: ``logit = log(f / (1 - f))`` with ``f = width_px /
    ASSUMED_MAX_WIDTH_PX``. The bare table decodes to the clearance alone. With one width
-   channel per angle class, every channel holds the same map.
+   channel per angle class, every channel holds the same map. ``width_units`` "metres" only
+   changes the metadata: the same fraction ``f`` is then read as ``f`` x ``max_width_m``.
 
 Box sums use a running sum (CumSum) and two slices, so their cost does not grow with the
 window size. Every operator works frame by frame, so ``dynamic_batch`` only has to declare the
@@ -57,6 +63,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import sgdn_ros
+from sgdn_ros.core.decoding import WIDTH_UNITS
+from sgdn_ros.core.depth_planes import INPUT_KIND_CHANNELS
 from sgdn_ros.core.preprocessing import PUBLISHED_MEAN_BGR, PUBLISHED_SCALE
 from sgdn_ros.models.metadata import (
     FORMAT_VERSION,
@@ -72,6 +80,8 @@ MIN_OPSET = 11
 
 DARK_START_BRIGHTNESS = 130.0
 FULLY_DARK_BRIGHTNESS = 90.0
+RAISED_START_M = 0.005
+FULLY_RAISED_M = 0.015
 BODY_WINDOW_PX = 15
 BODY_FULL_FRACTION = 0.8
 CENTRE_WINDOW_PX = 71
@@ -168,17 +178,29 @@ def build_synthetic_sgdn_model(
     tensor_names: tuple[str, str, str, str] = PUBLISHED_TENSOR_NAMES,
     opset: int = 17,
     dynamic_batch: bool = False,
+    input_kind: str = "bgr",
+    width_units: str = "pixels",
 ) -> onnx.ModelProto:
     """Build the synthetic model (see the module docstring for what it computes).
 
     ``tensor_names`` are (input, able, angle, width); the graph's outputs are in that order.
     ``dynamic_batch`` declares the first axis symbolic, so one run may take several frames;
     the default, batch 1, is what runtimes that need static shapes (TensorRT here) take.
+    ``input_kind`` "depth" (1 channel) or "depth_bgr" (4) builds a depth model, and
+    ``width_units`` "metres" one whose widths are metric, as the author's are.
     """
     _check_arguments(num_angle_classes, width_channels, input_size, tensor_names, opset)
+    if input_kind not in INPUT_KIND_CHANNELS:
+        raise ValueError(f"input_kind must be one of {', '.join(INPUT_KIND_CHANNELS)}, "
+                         f"got {input_kind!r}")
+    if width_units not in WIDTH_UNITS:
+        raise ValueError(f"width_units must be one of {', '.join(WIDTH_UNITS)}, "
+                         f"got {width_units!r}")
+    input_channels = INPUT_KIND_CHANNELS[input_kind]
     input_name, able_name, angle_name, width_name = tensor_names
     graph = _GraphBuilder(input_size)
-    objectness = _objectness(graph, input_name)
+    objectness = (_colour_objectness(graph, input_name) if input_kind == "bgr"
+                  else _depth_objectness(graph, input_name, input_channels))
     _able_logits(graph, objectness, able_name)
     tensor = graph.repeated_square_sum(_gradient_products(graph, objectness),
                                        ORIENTATION_WINDOW_PX, ORIENTATION_PASSES)
@@ -194,7 +216,7 @@ def build_synthetic_sgdn_model(
 
     onnx_graph = helper.make_graph(
         graph.nodes, "synthetic_sgdn",
-        inputs=[tensor_info(input_name, 3)],
+        inputs=[tensor_info(input_name, input_channels)],
         outputs=[tensor_info(able_name, 1), tensor_info(angle_name, num_angle_classes),
                  tensor_info(width_name, width_channels)],
         initializer=graph.initializers)
@@ -203,11 +225,12 @@ def build_synthetic_sgdn_model(
         onnx_graph, opset_imports=opset_imports, producer_name="sgdn_ros",
         producer_version=sgdn_ros.__version__,
         ir_version=helper.find_min_ir_version_for(opset_imports),
-        doc_string="Synthetic SGDN-contract model: finds dark objects on a light table; "
-                   "not a trained network.")
+        doc_string="Synthetic SGDN-contract model: finds dark (colour) or raised (depth) objects "
+                   "on a table; not a trained network.")
     helper.set_model_props(model, ModelMetadata(
-        input_size=input_size, input_channels=3, num_angle_classes=num_angle_classes,
-        width_channels=width_channels, output_names=(able_name, angle_name, width_name),
+        input_size=input_size, input_channels=input_channels, input_kind=input_kind,
+        num_angle_classes=num_angle_classes, width_channels=width_channels,
+        width_units=width_units, output_names=(able_name, angle_name, width_name),
         format_version=FORMAT_VERSION).properties())
     onnx.checker.check_model(model)
     return model
@@ -241,12 +264,23 @@ def _check_arguments(num_angle_classes: int, width_channels: int, input_size: in
             f"(this onnx package), got {opset}")
 
 
-def _objectness(graph: _GraphBuilder, input_name: str) -> str:
+def _colour_objectness(graph: _GraphBuilder, input_name: str) -> str:
     """Undo the normalisation, take the brightness, and map it to a clipped 0..1 darkness."""
     ramp = DARK_START_BRIGHTNESS - FULLY_DARK_BRIGHTNESS
     per_plane_gain = 1.0 / (3.0 * PUBLISHED_SCALE)
     weights = np.full((1, 3), -per_plane_gain / ramp)
     bias = np.array([(DARK_START_BRIGHTNESS - float(np.mean(PUBLISHED_MEAN_BGR))) / ramp])
+    return graph.node("Clip", [graph.channel_mix(input_name, weights, bias), graph.zero,
+                               graph.one])
+
+
+def _depth_objectness(graph: _GraphBuilder, input_name: str, input_channels: int) -> str:
+    """Height above the crop's mean depth on the first (depth) plane, mapped to a clipped 0..1
+    raisedness; colour planes, if any, get weight 0."""
+    ramp = FULLY_RAISED_M - RAISED_START_M
+    weights = np.zeros((1, input_channels))
+    weights[0, 0] = -1.0 / ramp
+    bias = np.array([-RAISED_START_M / ramp])
     return graph.node("Clip", [graph.channel_mix(input_name, weights, bias), graph.zero,
                                graph.one])
 

@@ -3,9 +3,10 @@
 The ONNX file keeps the published I/O contract: one ``(N, C, S, S)`` input named ``input`` and
 the outputs ``output_able``, ``output_angle``, ``output_width``, with a dynamic batch axis N
 (``dynamic_batch=False``: N = 1, as the published ``sgdn.onnx``). What a runtime needs to use it
-travels in its ``metadata_props`` (``sgdn_ros.models.metadata``: format version, input size and
-channels, normalisation, K, width channels and units, output names; backbone, upsampling,
-precision and opset besides).
+travels in its ``metadata_props`` (``sgdn_ros.models.metadata``: format version, input size,
+channels and kind, normalisation, K, width channels and units, output names; backbone,
+upsampling, precision and opset besides). The input kind follows the network's input channels:
+1 is depth, 3 colour (B, G, R), 4 depth then colour (``sgdn_ros.core.depth_planes``).
 
 Opset 17 parses on TensorRT 8.5 to 11. Older TensorRT needs an older opset: bilinear
 ``align_corners`` upsampling needs opset 11 or later, and TensorRT 7 cannot parse it at all,
@@ -33,6 +34,7 @@ import onnxruntime as ort
 import torch
 
 from sgdn_ros.core.atomic_files import atomic_output
+from sgdn_ros.core.depth_planes import INPUT_KIND_CHANNELS
 from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
@@ -183,6 +185,10 @@ def _check_export_arguments(model: SGDN, config: SGDNConfig, opset: int,
         raise ExportError(
             f"bilinear upsampling with align_corners needs opset >= {MIN_BILINEAR_OPSET}, got "
             f"{opset}; use a newer opset, or upsample='nearest' (what TensorRT 7 can parse)")
+    if config.input_channels not in INPUT_KIND_CHANNELS.values():
+        raise ExportError(
+            f"input_channels is {config.input_channels}; the detector feeds 1 (depth), 3 "
+            "(B, G, R) or 4 (depth, B, G, R) planes, so only those export")
     if not _is_int(input_size) or input_size < OUTPUT_STRIDE or input_size % OUTPUT_STRIDE:
         raise ExportError(
             f"input_size must be a positive multiple of {OUTPUT_STRIDE} (the network's output "
@@ -193,9 +199,12 @@ def _metadata(config: SGDNConfig, opset: int, input_size: int, fp16: bool,
               extra: Mapping[str, str]) -> dict[str, str]:
     """The ``metadata_props`` a runtime reads to use the model without guessing: SGDN's record
     (``sgdn_ros.models.metadata``; the network learns widths in pixels) and how it was built."""
+    input_kind = next(kind for kind, channels in INPUT_KIND_CHANNELS.items()
+                      if channels == config.input_channels)
     properties = ModelMetadata(
         input_size=input_size,
         input_channels=config.input_channels,
+        input_kind=input_kind,
         num_angle_classes=config.num_angle_classes,
         width_channels=config.width_channels,
         mean_bgr=PUBLISHED_MEAN_BGR,

@@ -1,6 +1,6 @@
-"""Pre- and post-processing on the CPU, around any backend: the published preprocessing on a
-BGR view of each frame, one inference per group of frames the backend takes at once, decoding
-at the chosen pixels only."""
+"""Pre- and post-processing on the CPU, around any backend: the model's preprocessing of each
+frame (colour, depth or both: ``InputPlanes``), one inference per group of frames the backend
+takes at once, decoding at the chosen pixels only."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import numpy as np
 
 from sgdn_ros.backends.base import InferenceBackend
 from sgdn_ros.core.decoding import DecodeConfig, confidence_map, decode_grasps
-from sgdn_ros.core.frames import RawImage, raw_image_to_bgr
-from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.core.preprocessing import PreprocessConfig
 from sgdn_ros.pipeline.detector import (
     CameraImage,
+    DepthImage,
     Detection,
+    InputPlanes,
     batches,
-    network_preprocess_config,
 )
 
 
@@ -28,41 +28,41 @@ class CpuPath:
 
     def __init__(self, backend: InferenceBackend, preprocess_config: PreprocessConfig) -> None:
         self.backend = backend
-        self.preprocessor = Preprocessor(network_preprocess_config(backend.info,
-                                                                   preprocess_config))
+        self.input_planes = InputPlanes(backend.info, preprocess_config)
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return self.preprocessor.config
+        return self.input_planes.config
 
-    def detect_batch(self, images: Sequence[CameraImage],
+    def detect_batch(self, images: Sequence[CameraImage | None],
+                     depths: Sequence[DepthImage | None],
                      decode_config: DecodeConfig) -> list[Detection]:
-        """One ``Detection`` per image, with one ``infer`` per group of at most the backend's
+        """One ``Detection`` per frame, with one ``infer`` per group of at most the backend's
         ``max_batch`` frames (a static batch-1 model: one per frame).
 
         Stage times: ``preprocess`` and ``decode`` are the frame's own; ``infer`` is the
         group's stacking and inference divided equally among its frames, so each stage's sum
         over the frames is the wall time spent in it.
         """
-        return [detection for group in batches(images, self.backend.info.max_batch)
+        frames = list(zip(images, depths))
+        return [detection for group in batches(frames, self.backend.info.max_batch)
                 for detection in self._detect_group(group, decode_config)]
 
-    def _detect_group(self, images: Sequence[CameraImage],
+    def _detect_group(self, frames: Sequence[tuple[CameraImage | None, DepthImage | None]],
                       decode_config: DecodeConfig) -> list[Detection]:
         prepared, preprocess_seconds = [], []
-        for image in images:
+        for image, depth_m in frames:
             started = time.perf_counter()
-            bgr = raw_image_to_bgr(image) if isinstance(image, RawImage) else image
-            prepared.append(self.preprocessor(bgr))
+            prepared.append(self.input_planes(image, depth_m))
             preprocess_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
         # One frame (one camera) is already a batch of one: no copy into a stack.
         planes = (prepared[0][0] if len(prepared) == 1
                   else np.concatenate([planes for planes, _geometry in prepared]))
         outputs = self.backend.infer(planes)
-        infer_share = (time.perf_counter() - started) / len(images)
+        infer_share = (time.perf_counter() - started) / len(frames)
         detections = []
-        for index, (image, (_planes, geometry)) in enumerate(zip(images, prepared)):
+        for index, ((image, depth_m), (_planes, geometry)) in enumerate(zip(frames, prepared)):
             started = time.perf_counter()
             frame = slice(index, index + 1)
             able = outputs.able[frame]
@@ -76,7 +76,8 @@ class CpuPath:
                     "preprocess": preprocess_seconds[index],
                     "infer": infer_share,
                     "decode": time.perf_counter() - started,
-                }))
+                },
+                depth_m=depth_m))
         return detections
 
     def close(self) -> None:

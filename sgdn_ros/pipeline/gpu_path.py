@@ -9,6 +9,10 @@ order on one CUDA stream. A frame's confidence map for the heatmap comes back on
 The grasps equal the CPU detector's (same pixels and angle classes; confidence and width to
 float32 rounding, see ``test/test_gpu_detector.py``).
 
+The kernels write B, G, R planes only: a depth or RGB-D model's planes (``InputPlanes``) are
+built on the CPU and the group's planes uploaded at once; inference and decoding stay on the
+GPU.
+
 Create, use and close it on one thread, the inference thread: it pushes the device's primary
 context there (the one the backend uses too) and pops it in ``close``.
 """
@@ -18,23 +22,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sgdn_ros.backends.base import InferenceBackend
 from sgdn_ros.core.decoding import DecodeConfig
-from sgdn_ros.core.frames import RawImage, bgr_as_raw_image, raw_image_to_bgr
+from sgdn_ros.core.frames import RawImage, bgr_as_raw_image
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor, crop_geometry
+from sgdn_ros.core.preprocessing import PreprocessConfig, crop_geometry
+from sgdn_ros.gpu.buffers import DeviceBuffer, PinnedBuffer, device_pointer
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
 from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 from sgdn_ros.pipeline.detector import (
     CameraImage,
+    DepthImage,
     Detection,
+    InputPlanes,
     batches,
-    network_preprocess_config,
 )
+
+if TYPE_CHECKING:
+    from pycuda.driver import Stream
 
 
 class GpuPath:
@@ -53,11 +64,11 @@ class GpuPath:
                 f"the {backend.name} backend takes and returns host arrays; GPU processing "
                 "needs a backend that runs in GPU memory (tensorrt, torch on CUDA)")
         self.backend = backend
-        self.preprocessor = Preprocessor(network_preprocess_config(backend.info,
-                                                                   preprocess_config))
+        self.input_planes = InputPlanes(backend.info, preprocess_config)
         self._thread = threading.get_ident()
         self._context: CudaContext | None = CudaContext(backend.cuda_device)
         self._gpu_preprocessor: GpuPreprocessor | None = None
+        self._host_planes: _HostPlanesUpload | None = None
         self._decoder: GpuDecoder | None = None
         self._stream = None
         self._inferences = 0
@@ -70,16 +81,19 @@ class GpuPath:
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return self.preprocessor.config
+        return self.input_planes.config
 
     def _start_processing(self) -> None:
         driver = import_pycuda_driver()
         self._stream = driver.Stream()
         config, info = self.preprocess_config, self.backend.info
         try:
-            self._gpu_preprocessor = GpuPreprocessor(
-                self._stream, config.input_height, config.input_width, config.mean_bgr,
-                config.scale, info.max_batch)
+            if info.input_kind == "bgr":
+                self._gpu_preprocessor = GpuPreprocessor(
+                    self._stream, config.input_height, config.input_width, config.mean_bgr,
+                    config.scale, info.max_batch)
+            else:
+                self._host_planes = _HostPlanesUpload(driver, self._stream)
             self._decoder = GpuDecoder(self._stream, info.output_height, info.output_width,
                                        info.num_angle_classes, info.width_channels)
         except driver.Error as error:  # includes pycuda's CompileError (no nvcc)
@@ -88,9 +102,10 @@ class GpuPath:
                 f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
                 "install the CUDA toolkit (nvcc) or set gpu_processing to 'off'") from error
 
-    def detect_batch(self, images: Sequence[CameraImage],
+    def detect_batch(self, images: Sequence[CameraImage | None],
+                     depths: Sequence[DepthImage | None],
                      decode_config: DecodeConfig) -> list[Detection]:
-        """One ``Detection`` per image, one inference per group of at most ``max_batch``.
+        """One ``Detection`` per frame, one inference per group of at most ``max_batch``.
 
         ``stage_seconds``: "preprocess" and "infer" are the group's times split evenly over
         its frames (they run for the group at once), "decode" is the frame's own; so the sum
@@ -102,17 +117,17 @@ class GpuPath:
         """
         if self._decoder is None:
             raise RuntimeError("the GPU path is closed; create a new detector")
-        return [detection for group in batches(images, self.backend.info.max_batch)
+        frames = list(zip(images, depths))
+        return [detection for group in batches(frames, self.backend.info.max_batch)
                 for detection in self._detect_group(group, decode_config)]
 
-    def _detect_group(self, group: Sequence[CameraImage],
+    def _detect_group(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]],
                       decode_config: DecodeConfig) -> list[Detection]:
         started = time.perf_counter()
-        geometries = [self._planes_on_gpu(image, frame) for frame, image in enumerate(group)]
+        planes_ptr, geometries = self._group_planes_on_gpu(group)
         self._stream.synchronize()
         preprocessed = time.perf_counter()
-        maps = self.backend.infer_device(self._gpu_preprocessor.planes_ptr,
-                                         self._stream.handle, batch=len(group))
+        maps = self.backend.infer_device(planes_ptr, self._stream.handle, batch=len(group))
         self._inferences += 1
         inference = self._inferences
         self._stream.synchronize()
@@ -121,7 +136,7 @@ class GpuPath:
         infer_share = (inferred - preprocessed) / len(group)
         decoder = self._decoder
         detections = []
-        for frame, (image, geometry) in enumerate(zip(group, geometries)):
+        for frame, ((image, depth_m), geometry) in enumerate(zip(group, geometries)):
             decode_started = time.perf_counter()
             grasps = decode_on_gpu(decoder, *maps, geometry, decode_config, frame)
             detections.append(Detection(
@@ -133,7 +148,8 @@ class GpuPath:
                     "preprocess": preprocess_share,
                     "infer": infer_share,
                     "decode": time.perf_counter() - decode_started,
-                }))
+                },
+                depth_m=depth_m))
         return detections
 
     def _confidence_map(self, decoder: GpuDecoder, able_ptr: int, frame: int,
@@ -149,14 +165,27 @@ class GpuPath:
         """What the last frame's decoding copied from the GPU (heatmaps not included)."""
         return self._decoder.bytes_copied_device_to_host()
 
-    def _planes_on_gpu(self, image: CameraImage, frame: int) -> CropGeometry:
-        """Write ``image``'s planes into batch slot ``frame``; returns its crop geometry."""
+    def _group_planes_on_gpu(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]]
+                             ) -> tuple[int, list[CropGeometry]]:
+        """Write the group's planes into the GPU batch buffer, frame after frame; returns its
+        address and the frames' crop geometries."""
+        if self._gpu_preprocessor is None:
+            prepared = [self.input_planes(image, depth_m) for image, depth_m in group]
+            planes_ptr = self._host_planes.upload(
+                np.concatenate([planes for planes, _geometry in prepared]))
+            return planes_ptr, [geometry for _planes, geometry in prepared]
+        geometries = [self._colour_planes_on_gpu(image, frame)
+                      for frame, (image, _depth_m) in enumerate(group)]
+        return self._gpu_preprocessor.planes_ptr, geometries
+
+    def _colour_planes_on_gpu(self, image: CameraImage, frame: int) -> CropGeometry:
+        """Write ``image``'s B, G, R planes into batch slot ``frame``; returns its geometry."""
         raw = image if isinstance(image, RawImage) else bgr_as_raw_image(image)
         geometry = crop_geometry(raw.height, raw.width, self.preprocess_config)
         if raw.layout.bytes_per_channel == 1 and geometry.scale == 1.0:
             self._gpu_preprocessor.upload_and_preprocess(raw, geometry, frame)
             return geometry
-        host_planes, geometry = self.preprocessor(raw_image_to_bgr(raw))
+        host_planes, geometry = self.input_planes(raw, None)
         self._gpu_preprocessor.upload_planes(host_planes, frame)
         return geometry
 
@@ -170,12 +199,36 @@ class GpuPath:
         self._release()
 
     def _release(self) -> None:
-        for processor in (self._gpu_preprocessor, self._decoder):
+        for processor in (self._gpu_preprocessor, self._host_planes, self._decoder):
             if processor is not None:
                 processor.close()
         # The stream must be destroyed here, with the context current on this thread; left to
         # the garbage collector on another thread it can abort the process.
-        self._gpu_preprocessor = self._decoder = self._stream = None
+        self._gpu_preprocessor = self._host_planes = self._decoder = self._stream = None
         context, self._context = self._context, None
         if context is not None:
             context.release()
+
+
+class _HostPlanesUpload:
+    """A group's planes built on the CPU -> one contiguous device buffer, for models the
+    kernels cannot feed (``GpuPreprocessor`` writes 3 planes a frame): any channel count."""
+
+    def __init__(self, driver: ModuleType, stream: Stream) -> None:
+        self._driver = driver
+        self._stream = stream
+        self._staging = PinnedBuffer(driver, np.float32)
+        self._device = DeviceBuffer(driver, stream)
+
+    def upload(self, planes: np.ndarray) -> int:
+        """Enqueue the copy of ``planes`` (N, C, H, W) on the stream; returns their address.
+        The caller synchronizes the stream before the next upload reuses the staging array."""
+        staging = self._staging.at_least(planes.size)
+        np.copyto(staging, planes.reshape(-1))
+        allocation = self._device.at_least(planes.nbytes)
+        self._driver.memcpy_htod_async(allocation, staging, self._stream)
+        return device_pointer(allocation)
+
+    def close(self) -> None:
+        self._staging.free()
+        self._device.free()
