@@ -71,8 +71,10 @@ class DepthRig:
     def start(self) -> None:
         assert self.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert self.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        # Depth and camera_info are always subscribed with use_depth (colour at the same
+        # moment, unless the model takes depth alone).
         assert wait_until(lambda: all(publisher.get_subscription_count() > 0 for publisher
-                                      in (self.colour, self.depth, self.info)), 10.0)
+                                      in (self.depth, self.info)), 10.0)
 
     def header(self) -> Header:
         self._sequence += 1
@@ -256,3 +258,43 @@ def test_colour_frames_without_depth_are_dropped_not_queued(depth_rig):
     assert all(rig.answers.by_stamp(stamp_key(header)) is None for header in waiting[:-1])
     assert wait_until(lambda: rig.detector.stats.snapshot().unmatched == 5, 5.0), \
         rig.detector.stats.snapshot()
+
+
+@pytest.fixture(params=["depth", "depth_bgr"])
+def depth_kind_model(request, tmp_path_factory):
+    """A synthetic SGDN model that takes depth (1 plane) or depth + colour (4 planes): it finds
+    objects raised above the table in the depth plane."""
+    from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
+
+    path = tmp_path_factory.mktemp(request.param) / "model.onnx"
+    return request.param, str(save_synthetic_sgdn_model(path, num_angle_classes=18,
+                                                         input_kind=request.param))
+
+
+def test_depth_models_run_through_the_node_and_find_the_objects(depth_rig, depth_kind_model):
+    """A depth-only camera (no colour topic at all) for a depth model, colour + depth for an
+    RGB-D model: the grasps land on the true objects, with 3-D poses."""
+    kind, model = depth_kind_model
+    rig = depth_rig(model_path=model)
+    scene = scenes()[2]
+    header = rig.send(scene, colour=kind != "depth")
+    answer = rig.answer(header)
+    assert answer.grasps, f"the {kind} model found nothing"
+    for grasp in answer.grasps:
+        nearest = min(math.hypot(truth.col - grasp.u, truth.row - grasp.v)
+                      for truth in scene.true_grasps)
+        assert nearest < 25.0, (grasp.u, grasp.v)
+        assert grasp.pose_valid and abs(grasp.depth_m - CAMERA_HEIGHT_M) < 0.1
+    if kind == "depth":
+        assert rig.colour.get_subscription_count() == 0  # it never listens for colour
+
+
+def test_a_depth_model_without_use_depth_fails_configure_clearly(ros_context,
+                                                                 depth_kind_model):
+    _kind, model = depth_kind_model
+    rig = DepthRig(ros_context, {"model_path": model, "use_depth": False,
+                                 "stats_period_s": 0.0})
+    try:
+        assert rig.detector.trigger_configure() == TransitionCallbackReturn.FAILURE
+    finally:
+        rig.close()

@@ -28,9 +28,11 @@ from sgdn_ros.backends.base import (
     InferenceBackend,
     InferenceError,
     ModelInfo,
+    ModelLoadError,
     ModelOutputs,
     resolve_output_names,
 )
+from sgdn_ros.core.depth_planes import input_kind_of_channels
 from sgdn_ros.network.checkpoint import load_checkpoint
 from sgdn_ros.network.network import OUTPUT_STRIDE, SGDNConfig
 
@@ -137,7 +139,8 @@ class TorchBackend(InferenceBackend):
             able_name=PUBLISHED_OUTPUT_NAMES[0], angle_name=PUBLISHED_OUTPUT_NAMES[1],
             width_name=PUBLISHED_OUTPUT_NAMES[2], num_angle_classes=angle_shape[1],
             width_channels=width_shape[1], output_height=able_shape[2],
-            output_width=able_shape[3], max_batch=max_batch)
+            output_width=able_shape[3], max_batch=max_batch,
+            input_kind=_input_kind(config.input_channels))
         self.name = f"torch-{device.type}-{precision}" + ("-graph" if cuda_graph else "")
         where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
         self.selection_reason = (
@@ -268,6 +271,15 @@ class _CudaArrayView:
         self.__cuda_array_interface__ = {
             "shape": tuple(shape), "typestr": "<f4", "data": (pointer, False), "strides": None,
             "version": 2}
+
+
+def _input_kind(channels: int) -> str:
+    kind = input_kind_of_channels(channels)
+    if kind is None:
+        raise ModelLoadError(
+            f"the checkpoint's network takes {channels} input channel(s); the detector feeds 1 "
+            "(depth), 3 (B, G, R) or 4 (depth, B, G, R)")
+    return kind
 
 
 def _check_sizes(max_batch: int, input_size: int) -> None:

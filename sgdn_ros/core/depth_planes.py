@@ -21,6 +21,12 @@ from sgdn_ros.core.preprocessing import PreprocessConfig, PreprocessingError, lo
 
 INPUT_KIND_CHANNELS: dict[str, int] = {"bgr": 3, "depth": 1, "depth_bgr": 4}
 INPUT_KINDS: tuple[str, ...] = tuple(INPUT_KIND_CHANNELS)
+
+
+def input_kind_of_channels(channels: int) -> str | None:
+    """The input kind a network with ``channels`` input planes takes; None for a count the
+    detector cannot feed."""
+    return next((kind for kind, count in INPUT_KIND_CHANNELS.items() if count == channels), None)
 DEPTH_KINDS: tuple[str, ...] = ("depth", "depth_bgr")
 DEPTH_CLIP_M = 1.0  # the author's clip of depth relative to the crop's mean
 

@@ -34,7 +34,7 @@ import onnxruntime as ort
 import torch
 
 from sgdn_ros.core.atomic_files import atomic_output
-from sgdn_ros.core.depth_planes import INPUT_KIND_CHANNELS
+from sgdn_ros.core.depth_planes import input_kind_of_channels
 from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
     PUBLISHED_SCALE,
@@ -185,7 +185,7 @@ def _check_export_arguments(model: SGDN, config: SGDNConfig, opset: int,
         raise ExportError(
             f"bilinear upsampling with align_corners needs opset >= {MIN_BILINEAR_OPSET}, got "
             f"{opset}; use a newer opset, or upsample='nearest' (what TensorRT 7 can parse)")
-    if config.input_channels not in INPUT_KIND_CHANNELS.values():
+    if input_kind_of_channels(config.input_channels) is None:
         raise ExportError(
             f"input_channels is {config.input_channels}; the detector feeds 1 (depth), 3 "
             "(B, G, R) or 4 (depth, B, G, R) planes, so only those export")
@@ -199,12 +199,10 @@ def _metadata(config: SGDNConfig, opset: int, input_size: int, fp16: bool,
               extra: Mapping[str, str]) -> dict[str, str]:
     """The ``metadata_props`` a runtime reads to use the model without guessing: SGDN's record
     (``sgdn_ros.models.metadata``; the network learns widths in pixels) and how it was built."""
-    input_kind = next(kind for kind, channels in INPUT_KIND_CHANNELS.items()
-                      if channels == config.input_channels)
     properties = ModelMetadata(
         input_size=input_size,
         input_channels=config.input_channels,
-        input_kind=input_kind,
+        input_kind=input_kind_of_channels(config.input_channels),
         num_angle_classes=config.num_angle_classes,
         width_channels=config.width_channels,
         mean_bgr=PUBLISHED_MEAN_BGR,

@@ -238,6 +238,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Width of a grasp whose width output is 1 (sigmoid), in model-input pixels.",
         sets="decode.max_width_px", applies=APPLIES_AT_RUNTIME, minimum=1.0, maximum=10000.0),
     ParameterSpec(
+        "max_grasp_width_m",
+        "Models whose width output is in metres (metadata `width_units`, the author's depth "
+        "models): the width of a width output of 1 (sigmoid).",
+        sets="decode.max_width_m", applies=APPLIES_AT_RUNTIME, minimum=0.001, maximum=2.0),
+    ParameterSpec(
         "metres_per_pixel",
         "Image scale at the table, for `width_m`; 0 means unknown (`width_m` is NaN).",
         sets="decode.metres_per_pixel", applies=APPLIES_AT_RUNTIME, minimum=0.0, maximum=1.0),

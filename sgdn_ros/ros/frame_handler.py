@@ -7,16 +7,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from sensor_msgs.msg import CameraInfo
 
+from sgdn_ros.core.depth_planes import DEPTH_KINDS
 from sgdn_ros.core.grasp3d import Grasp3D, GripperGeometry
 from sgdn_ros.pipeline.detector import Detection
 from sgdn_ros.pipeline.grasp_poses import locate_grasps
 from sgdn_ros.pipeline.loading import LoadedDetector
 from sgdn_ros.pipeline.stats import DetectorStats
-from sgdn_ros.ros.inputs import IMAGE_TOPIC, ReceivedFrame
-from sgdn_ros.ros.messages import depth_frame_from_messages, frame_from_message
+from sgdn_ros.ros.inputs import DEPTH_TOPIC, IMAGE_TOPIC, ReceivedFrame
+from sgdn_ros.ros.messages import (
+    depth_frame_from_messages,
+    depth_metres_from_message,
+    frame_from_message,
+)
 from sgdn_ros.ros.outputs import DetectorOutputs
 from sgdn_ros.ros.parameters import NodeOptions
 
@@ -41,15 +47,20 @@ class FrameHandler:
     def __call__(self, loaded: LoadedDetector, frame: ReceivedFrame) -> None:
         options = self._options()
         try:
-            image = frame_from_message(frame.message)
+            image = None if frame.message is None else frame_from_message(frame.message)
         except ValueError as error:
             self._refuse("rejected", f"rejected an image on {IMAGE_TOPIC}: {error}")
             return
+        depth_m = self._depth_metres(frame, options)
+        detector = loaded.detector
+        if detector.input_kind in DEPTH_KINDS and depth_m is None:
+            return  # refused and counted: this model cannot run without the depth
         try:
-            detection = loaded.detector.detect(image)
-            grasps_3d = None if frame.depth is None else self._locate(detection, frame, options)
+            detection = detector.detect(
+                image, depth_m if detector.input_kind in DEPTH_KINDS else None)
+            grasps_3d = None if depth_m is None else self._locate(detection, depth_m)
             self._outputs.publish_detection(
-                detection, frame.message.header, loaded.num_angle_classes, options.heatmap,
+                detection, frame.header, loaded.num_angle_classes, options.heatmap,
                 grasps_3d, self._gripper if options.use_depth else None)
         except ValueError as error:
             self._refuse("rejected", f"rejected an image: {error}")
@@ -62,13 +73,21 @@ class FrameHandler:
         self._stats.count("processed")
         self._stats.record_latency(time.monotonic() - frame.received_at)
 
-    def _locate(self, detection: Detection, frame: ReceivedFrame,
-                options: NodeOptions) -> list[Grasp3D] | None:
+    def _depth_metres(self, frame: ReceivedFrame, options: NodeOptions) -> np.ndarray | None:
+        """The frame's depth in metres, or None (counted, logged) when it has none usable."""
+        if frame.depth is None:
+            return None
+        try:
+            return depth_metres_from_message(frame.depth, options.depth_scale)
+        except ValueError as error:
+            self._refuse("depth_rejected", f"rejected a depth image on {DEPTH_TOPIC}: {error}")
+            return None
+
+    def _locate(self, detection: Detection, depth_m: np.ndarray) -> list[Grasp3D] | None:
         """The grasps' 3-D poses, or None (counted, logged) when this frame's depth or
         camera_info cannot give any: its grasps still go out, without poses."""
         try:
-            depth = depth_frame_from_messages(frame.depth, self._camera_info(),
-                                              options.depth_scale)
+            depth = depth_frame_from_messages(depth_m, self._camera_info())
             located = locate_grasps(detection, depth, self._gripper)
         except ValueError as error:
             self._refuse("depth_rejected", f"grasps published without 3-D poses: {error}")

@@ -29,12 +29,17 @@ CAMERA_INFO_TOPIC = "camera_info"
 
 @dataclass(frozen=True)
 class ReceivedFrame:
-    """What the inference thread gets: the colour message, and with depth on, its depth
-    image."""
+    """What the inference thread gets: the colour message (None from a depth-only camera),
+    and with depth on, its depth image."""
 
-    message: Image | CompressedImage
+    message: Image | CompressedImage | None
     received_at: float
     depth: Image | None = None
+
+    @property
+    def header(self):
+        """The stamp and frame of the frame (the colour image's, else the depth image's)."""
+        return (self.message if self.message is not None else self.depth).header
 
 
 def stamp_ns(message: Image | CompressedImage) -> int:
@@ -45,22 +50,28 @@ class CameraInputs:
     """The subscriptions of one activation; ``destroy`` at deactivation.
 
     ``submit(frame)`` hands a frame to the inference thread and returns whether it replaced
-    one not yet taken (counted as dropped here).
+    one not yet taken (counted as dropped here). Without ``colour`` (a depth-only model) each
+    depth image is a frame of its own.
     """
 
     def __init__(self, node: Node, options: NodeOptions,
-                 submit: Callable[[ReceivedFrame], bool], stats: DetectorStats) -> None:
+                 submit: Callable[[ReceivedFrame], bool], stats: DetectorStats,
+                 colour: bool = True) -> None:
         self._node = node
         self._submit = submit
         self._stats = stats
         self._latest_info: CameraInfo | None = None
         self._lock = threading.Lock()
         message_type, topic_suffix = CAMERA_MESSAGES[options.image_transport]
-        self._subscriptions = [node.create_subscription(
-            message_type, f"{IMAGE_TOPIC}{topic_suffix}", self._on_colour, options.image_qos())]
+        self._subscriptions = []
         self._pairer: StampPairer | None = None
+        if colour:
+            self._subscriptions.append(node.create_subscription(
+                message_type, f"{IMAGE_TOPIC}{topic_suffix}", self._on_colour,
+                options.image_qos()))
+            if options.use_depth:
+                self._pairer = StampPairer(options.depth_slop_s)
         if options.use_depth:
-            self._pairer = StampPairer(options.depth_slop_s)
             self._subscriptions += [
                 node.create_subscription(Image, DEPTH_TOPIC, self._on_depth,
                                          options.depth_qos()),
@@ -92,7 +103,11 @@ class CameraInputs:
             self._offer(lambda: self._pairer.add(COLOUR, stamp_ns(message), message))
 
     def _on_depth(self, message: Image) -> None:
-        self._offer(lambda: self._pairer.add(DEPTH, stamp_ns(message), message))
+        if self._pairer is None:
+            self._stats.count("received")
+            self._hand_over(ReceivedFrame(None, time.monotonic(), message))
+        else:
+            self._offer(lambda: self._pairer.add(DEPTH, stamp_ns(message), message))
 
     def _on_camera_info(self, message: CameraInfo) -> None:
         with self._lock:

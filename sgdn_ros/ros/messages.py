@@ -45,17 +45,20 @@ def frame_from_message(message: Image | CompressedImage) -> CameraImage:
     return raw_image_from_message(message)
 
 
-def depth_frame_from_messages(depth: Image, camera_info: CameraInfo | None,
-                              depth_scale: float) -> DepthFrame:
-    """The depth image in metres with its camera; ValueError naming what is missing or wrong."""
+def depth_metres_from_message(depth: Image, depth_scale: float) -> np.ndarray:
+    """A depth Image in metres, NaN in holes; ValueError naming what is wrong with it."""
+    return depth_to_metres(depth.data, int(depth.height), int(depth.width), int(depth.step),
+                           depth.encoding, bool(depth.is_bigendian), depth_scale)
+
+
+def depth_frame_from_messages(depth_m: np.ndarray, camera_info: CameraInfo | None) -> DepthFrame:
+    """The depth in metres with its camera; ValueError when no camera_info has come."""
     if camera_info is None:
         raise DepthInputError(
             "no camera_info has arrived yet on camera_info: 3-D poses need the camera's "
             "intrinsics; remap camera_info to the colour camera's (e.g. "
             "/camera/color/camera_info)")
-    metres = depth_to_metres(depth.data, int(depth.height), int(depth.width), int(depth.step),
-                             depth.encoding, bool(depth.is_bigendian), depth_scale)
-    return DepthFrame(metres, camera_model_from_message(camera_info))
+    return DepthFrame(depth_m, camera_model_from_message(camera_info))
 
 
 def pose_message(position: Sequence[float], orientation: Sequence[float]) -> Pose:

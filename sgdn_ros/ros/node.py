@@ -24,6 +24,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
 
+from sgdn_ros.core.depth_planes import DEPTH_KINDS
 from sgdn_ros.pipeline.loading import LoadedDetector, load_detector
 from sgdn_ros.pipeline.parameters import detector_settings
 from sgdn_ros.pipeline.stats import DetectorStats
@@ -127,6 +128,11 @@ class GraspDetectorNode(LifecycleNode):
         self._worker.start()
         self._loaded = self._worker.resource
         self.get_logger().info(self._loaded.summary())
+        input_kind = self._loaded.detector.input_kind
+        if input_kind in DEPTH_KINDS and not self.options.use_depth:
+            raise ValueError(
+                f"the model takes depth (input_kind {input_kind}); set use_depth true and "
+                "publish depth/image_raw and camera_info")
         if self.options.stats_period_s > 0:
             self._stats_timer = self.create_timer(
                 self.options.stats_period_s,
@@ -137,7 +143,8 @@ class GraspDetectorNode(LifecycleNode):
         return None if inputs is None else inputs.latest_camera_info()
 
     def _activate(self) -> None:
-        self._inputs = CameraInputs(self, self.options, self._worker.submit, self.stats)
+        self._inputs = CameraInputs(self, self.options, self._worker.submit, self.stats,
+                                    colour=self._loaded.detector.input_kind != "depth")
         self.get_logger().info(f"active: {self._inputs.describe()}")
 
     def _deactivate(self) -> None:

@@ -46,7 +46,6 @@ from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_p
 from sgdn_ros.models.metadata import read_model_metadata
 
 Logger = Callable[[str], None]
-_INPUT_CHANNELS = 3
 
 
 def load_engine(onnx_path: str | PathLike[str], settings: EngineSettings,
@@ -280,18 +279,20 @@ def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> Mod
             f"{path.name} has {len(inputs)} inputs ({', '.join(t.name for t in inputs)}); an "
             "SGDN model has one: the image planes")
     model_input = inputs[0]
-    if len(model_input.shape) != 4 or model_input.shape[1] != _INPUT_CHANNELS:
+    if len(model_input.shape) != 4:
         raise ModelLoadError(
             f"{path.name}: input {model_input.name!r} has shape {model_input.shape}; expected "
-            "(N, 3, H, W): images as B, G, R planes")
-    # One frame's shapes, and the output names the ONNX file's metadata records, if any: an
-    # engine keeps the tensor names but not the metadata.
+            "(N, C, H, W) planes")
+    # One frame's shapes, and what the ONNX file's metadata records (output names, input
+    # kind, width units): an engine keeps the tensor names but not the metadata. ModelInfo
+    # refuses an input kind whose channels differ from the engine's.
+    metadata = read_model_metadata(path)
     shape_of = {tensor.name: (1, *tensor.shape[1:]) for tensor in outputs}
     able, angle, width = resolve_output_names(list(shape_of), list(shape_of.values()),
-                                              read_model_metadata(path).output_names)
+                                              metadata.output_names)
     return ModelInfo(
         input_name=model_input.name,
-        input_shape=(1, _INPUT_CHANNELS, model_input.shape[2], model_input.shape[3]),
+        input_shape=(1, *model_input.shape[1:]),
         able_name=able,
         angle_name=angle,
         width_name=width,
@@ -300,4 +301,6 @@ def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> Mod
         output_height=shape_of[able][2],
         output_width=shape_of[able][3],
         max_batch=model_input.shape[0],
+        input_kind=metadata.input_kind,
+        width_units=metadata.width_units,
     )
