@@ -63,3 +63,27 @@ class DeviceBuffer:
         if self.allocation is not None:
             self.allocation.free()
         self.allocation, self.nbytes = None, 0
+
+
+class HostPlanesUpload:
+    """A group's planes built on the CPU -> one contiguous device buffer, for models the
+    kernels cannot feed (``GpuPreprocessor`` writes 3 planes a frame): any channel count."""
+
+    def __init__(self, driver: ModuleType, stream: Stream) -> None:
+        self._driver = driver
+        self._stream = stream
+        self._staging = PinnedBuffer(driver, np.float32)
+        self._device = DeviceBuffer(driver, stream)
+
+    def upload(self, planes: np.ndarray) -> int:
+        """Enqueue the copy of ``planes`` (N, C, H, W) on the stream; returns their address.
+        The caller synchronizes the stream before the next upload reuses the staging array."""
+        staging = self._staging.at_least(planes.size)
+        np.copyto(staging, planes.reshape(-1))
+        allocation = self._device.at_least(planes.nbytes)
+        self._driver.memcpy_htod_async(allocation, staging, self._stream)
+        return device_pointer(allocation)
+
+    def close(self) -> None:
+        self._staging.free()
+        self._device.free()

@@ -22,8 +22,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +30,7 @@ from sgdn_ros.core.decoding import DecodeConfig
 from sgdn_ros.core.frames import RawImage, bgr_as_raw_image
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, crop_geometry
-from sgdn_ros.gpu.buffers import DeviceBuffer, PinnedBuffer, device_pointer
+from sgdn_ros.gpu.buffers import HostPlanesUpload
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
 from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
@@ -43,9 +41,6 @@ from sgdn_ros.pipeline.detector import (
     InputPlanes,
     batches,
 )
-
-if TYPE_CHECKING:
-    from pycuda.driver import Stream
 
 
 class GpuPath:
@@ -68,7 +63,7 @@ class GpuPath:
         self._thread = threading.get_ident()
         self._context: CudaContext | None = CudaContext(backend.cuda_device)
         self._gpu_preprocessor: GpuPreprocessor | None = None
-        self._host_planes: _HostPlanesUpload | None = None
+        self._host_planes: HostPlanesUpload | None = None
         self._decoder: GpuDecoder | None = None
         self._stream = None
         self._inferences = 0
@@ -93,7 +88,7 @@ class GpuPath:
                     self._stream, config.input_height, config.input_width, config.mean_bgr,
                     config.scale, info.max_batch)
             else:
-                self._host_planes = _HostPlanesUpload(driver, self._stream)
+                self._host_planes = HostPlanesUpload(driver, self._stream)
             self._decoder = GpuDecoder(self._stream, info.output_height, info.output_width,
                                        info.num_angle_classes, info.width_channels)
         except driver.Error as error:  # includes pycuda's CompileError (no nvcc)
@@ -208,27 +203,3 @@ class GpuPath:
         context, self._context = self._context, None
         if context is not None:
             context.release()
-
-
-class _HostPlanesUpload:
-    """A group's planes built on the CPU -> one contiguous device buffer, for models the
-    kernels cannot feed (``GpuPreprocessor`` writes 3 planes a frame): any channel count."""
-
-    def __init__(self, driver: ModuleType, stream: Stream) -> None:
-        self._driver = driver
-        self._stream = stream
-        self._staging = PinnedBuffer(driver, np.float32)
-        self._device = DeviceBuffer(driver, stream)
-
-    def upload(self, planes: np.ndarray) -> int:
-        """Enqueue the copy of ``planes`` (N, C, H, W) on the stream; returns their address.
-        The caller synchronizes the stream before the next upload reuses the staging array."""
-        staging = self._staging.at_least(planes.size)
-        np.copyto(staging, planes.reshape(-1))
-        allocation = self._device.at_least(planes.nbytes)
-        self._driver.memcpy_htod_async(allocation, staging, self._stream)
-        return device_pointer(allocation)
-
-    def close(self) -> None:
-        self._staging.free()
-        self._device.free()
