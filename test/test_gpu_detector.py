@@ -8,6 +8,7 @@ runs on (see the README), and the detector drives both through the same ``infer_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import pathlib
 import threading
@@ -378,3 +379,40 @@ def test_benchmark_reports_both_paths(trained_light):
     cpu_bytes = int(rows[0].split("|")[8].strip().replace(",", ""))
     gpu_bytes = int(rows[1].split("|")[8].strip().replace(",", ""))
     assert cpu_bytes == 4 * 320 * 320 * (1 + 18 + 1) and 0 < gpu_bytes < 10_000
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_depth_kinds_on_the_gpu_path_give_the_cpu_paths_grasps(tmp_path, channels,
+                                                              full_fp32_convolutions):
+    """A depth (1 plane) or RGB-D (4 planes) network on the torch CUDA backend: the GPU path
+    uploads the planes built on the CPU, infers and decodes on the GPU, and finds the CPU
+    path's grasps, frame by frame and as a batch."""
+    import torch
+
+    from sgdn_ros.network.checkpoint import save_checkpoint
+    from sgdn_ros.network.network import build_sgdn
+    from sgdn_ros.tools.torch_benchmark import calibrate_batch_norm
+    from sgdn_ros.training.rgbd_scenes import realsense_camera, render_rgbd_scene
+    from sgdn_ros.training.train import preset_config
+
+    torch.manual_seed(channels)
+    config = dataclasses.replace(preset_config("light", 18), input_channels=channels)
+    path = tmp_path / f"light_{channels}ch.pt"
+    save_checkpoint(path, calibrate_batch_norm(build_sgdn(config).to("cuda")).cpu(), config)
+    scenes = [render_rgbd_scene(seed, num_objects=3, camera=realsense_camera(0.6))
+              for seed in range(3)]
+    images = [scene.bgr for scene in scenes]
+    depths = [np.where(scene.depth_mm > 0, scene.depth_mm / 1000.0, np.nan).astype(np.float32)
+              for scene in scenes]
+    with _detectors(_torch_backend(path, max_batch=2)) as (cpu, gpu):
+        assert gpu.processing == "gpu" and gpu.input_kind == ("depth" if channels == 1
+                                                               else "depth_bgr")
+        threshold = float(np.quantile(cpu.detect(images[0], depths[0]).confidence_map(), 0.999))
+        cpu.decode_config = gpu.decode_config = DecodeConfig(confidence_threshold=threshold)
+        expected = cpu.detect_batch(images, depths)
+        batched = gpu.detect_batch(images, depths)
+        singles = [gpu.detect(image, depth) for image, depth in zip(images, depths)]
+    assert sum(len(detection.grasps) for detection in expected) > 0
+    for want, got, single in zip(expected, batched, singles):
+        assert_same_grasps(got.grasps, want.grasps)
+        _assert_same_grasps_to_rounding(single.grasps, want.grasps)
