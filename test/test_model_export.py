@@ -236,3 +236,22 @@ def test_published_size_resnet101_export_matches_torch(scenes, tmp_path):
 def _attribute(node: onnx.NodeProto, name: str) -> object:
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name),
                 None)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_depth_and_rgbd_exports_match_torch_on_rendered_rgbd_inputs(tmp_path, channels):
+    """`sgdn-ros export`'s parity report for a depth or RGB-D network: its inputs are built
+    from rendered RGB-D scenes the way the detector builds them."""
+    from sgdn_ros.network.export import check_parity_on_planes
+    from sgdn_ros.training.rgbd_dataset import parity_planes
+
+    config = dataclasses.replace(PRESETS["tiny"], input_channels=channels)
+    torch.manual_seed(channels)
+    model = build_sgdn(config).eval()
+    path = export_onnx(model, config, tmp_path / f"tiny_{channels}.onnx")
+    planes = parity_planes(channels, count=2)
+    assert all(plane.shape == (1, channels, 320, 320) for plane in planes)
+    report = check_parity_on_planes(model, path, planes)
+    assert max(report.able_max_abs_diff, report.angle_max_abs_diff,
+               report.width_max_abs_diff) < 1e-3
+    assert report.same_top_grasp

@@ -134,7 +134,8 @@ def check_parity(model: SGDN, onnx_path: str | PathLike[str],
     if model.config.input_channels != 3:
         raise ExportError(
             f"the parity check feeds BGR images; this model takes "
-            f"{model.config.input_channels} input channel(s)")
+            f"{model.config.input_channels} input channel(s): build its planes and use "
+            "check_parity_on_planes")
     if len(images_bgr) == 0:
         raise ExportError("pass at least one BGR image to compare on")
     session = _cpu_session(pathlib.Path(onnx_path).expanduser())
@@ -144,6 +145,17 @@ def check_parity(model: SGDN, onnx_path: str | PathLike[str],
             f"{onnx_path} has a dynamic input size ({height} x {width}); the parity check "
             "needs the static size the images are cropped to")
     preprocess = Preprocessor(PreprocessConfig(input_height=height, input_width=width))
+    return check_parity_on_planes(model, onnx_path,
+                                  [preprocess(image)[0] for image in images_bgr])
+
+
+def check_parity_on_planes(model: SGDN, onnx_path: str | PathLike[str],
+                           planes_list: Sequence[np.ndarray]) -> ParityReport:
+    """``check_parity`` on network inputs already built (any input kind: depth and RGB-D
+    models get theirs from ``sgdn_ros.core.depth_planes``), each (1, C, H, W) float32."""
+    if len(planes_list) == 0:
+        raise ExportError("pass at least one input to compare on")
+    session = _cpu_session(pathlib.Path(onnx_path).expanduser())
     upsample = session.get_modelmeta().custom_metadata_map.get("upsample")
     if upsample in UPSAMPLE_MODES:
         model = _exportable(model, replace(model.config, upsample=upsample))
@@ -151,8 +163,7 @@ def check_parity(model: SGDN, onnx_path: str | PathLike[str],
     largest = np.zeros(3)
     torch_tops, onnx_tops = [], []
     with _eval_mode(model), _strict_fp32(), torch.no_grad():
-        for image in images_bgr:
-            planes, _ = preprocess(image)
+        for planes in planes_list:
             ours = [t.float().cpu().numpy() for t in model(torch.from_numpy(planes).to(device))]
             theirs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: planes})
             largest = np.maximum(largest, [float(np.abs(a - b).max())

@@ -87,6 +87,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec("bottleneck", 64, (64, 128, 256, 512), (3, 4, 6), (1, 2, 4)),
     "resnet18": BackboneSpec("basic", 64, (64, 128, 256, 512), (2, 2, 2), (1, 2)),
     "light": BackboneSpec("basic", 16, (16, 32, 64, 128), (2, 2, 2), (1, 2)),
+    "tiny": BackboneSpec("basic", 16, (16, 24, 32, 48), (1, 1, 1), (1, 2)),
 }
 
 
@@ -134,13 +135,18 @@ class SGDNConfig:
 
 
 # "light" is the project's CPU/Jetson network: 1.45 M parameters, a 5.4 MB ONNX file, about
-# 28 ms per 1x3x320x320 frame on ONNX Runtime with 2 CPU cores (median of 20 runs).
+# 28 ms per 1x3x320x320 frame on ONNX Runtime with 2 CPU cores (median of 20 runs). "tiny" is
+# for shipped test models: 0.29 M parameters (fewer in the ONNX file: the unused decoder convs
+# are not exported), one block per stage.
 PRESETS: dict[str, SGDNConfig] = {
     "resnet101": SGDNConfig(),
     "resnet50": SGDNConfig(backbone="resnet50"),
     "light": SGDNConfig(backbone="light", num_angle_classes=18, width_channels=1,
                         hasp_channels=64, decoder_channels=64, head_channels=32,
                         low_level_channels=16),
+    "tiny": SGDNConfig(backbone="tiny", num_angle_classes=18, width_channels=1,
+                       hasp_channels=32, decoder_channels=32, head_channels=16,
+                       low_level_channels=16),
 }
 
 

@@ -121,13 +121,13 @@ def command_export(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sgdn_ros.network.checkpoint import load_checkpoint
-    from sgdn_ros.network.export import check_parity, export_onnx
-    from sgdn_ros.training.scenes import render_tabletop_scene
+    from sgdn_ros.network.export import check_parity_on_planes, export_onnx
+    from sgdn_ros.training.rgbd_dataset import parity_planes
 
     model, config = load_checkpoint(args.checkpoint)
     if args.upsample:
         config = dataclasses.replace(config, upsample=args.upsample)
-    images = [render_tabletop_scene(seed, num_objects=1 + seed % 3)[0] for seed in range(3)]
+    planes = parity_planes(config.input_channels)
     outputs = [(args.output, False)]
     if args.fp16:
         outputs.append((args.output.with_name(f"{args.output.stem}_fp16.onnx"), True))
@@ -137,7 +137,7 @@ def command_export(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, {config.backbone}, "
               f"K = {config.num_angle_classes}, upsample {config.upsample}"
               f"{', FP16 with float32 inputs/outputs' if fp16 else ''})")
-        print("\n".join(check_parity(model, path, images).lines()))
+        print("\n".join(check_parity_on_planes(model, path, planes).lines()))
     return 0
 
 

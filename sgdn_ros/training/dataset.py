@@ -9,7 +9,7 @@ each at K = 120) would dominate the traffic between workers and the GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
+from sgdn_ros.training.grasp_rectangles import GraspRectangle
 from sgdn_ros.training.grasp_scenes import generate_grasp_scene
 from sgdn_ros.training.labels import label_maps
 
@@ -52,6 +53,35 @@ class GraspBatch:
         return self._map(torch.Tensor.pin_memory)
 
 
+def sparse_grasp_batch(planes: np.ndarray, rectangles: Sequence[GraspRectangle],
+                       num_angle_classes: int, width_channels: int,
+                       max_width_px: float) -> GraspBatch:
+    """One image's input and its labels, sparse at the grasp-centre pixels (``GraspBatch``).
+
+    ``width_channels`` 1 keeps the widest valid opening per pixel (a wider opening still
+    closes on the object); K keeps one per valid class.
+    """
+    height, width = planes.shape[-2:]
+    labels = label_maps(rectangles, height, width, num_angle_classes, max_width_px=max_width_px)
+    rows, cols = np.nonzero(labels.able > 0.5)
+    angle = np.ascontiguousarray(labels.angle[:, rows, cols].T)
+    class_widths = np.ascontiguousarray(labels.width[:, rows, cols].T)
+    if width_channels == 1:
+        target = class_widths.max(axis=1, keepdims=True)
+        mask = np.ones_like(target)
+    else:
+        target = class_widths
+        mask = (angle > 0).astype(np.float32)
+    return GraspBatch(
+        images=torch.from_numpy(planes),
+        able=torch.from_numpy(labels.able[np.newaxis, np.newaxis]),
+        positive_index=torch.from_numpy((rows * width + cols).astype(np.int64)),
+        angle=torch.from_numpy(angle),
+        width=torch.from_numpy(target),
+        width_mask=torch.from_numpy(mask))
+
+
+
 class GraspSceneDataset(Dataset):
     """``num_scenes`` generated scenes, seeds ``seed_start`` .. ``seed_start + num_scenes - 1``.
 
@@ -84,25 +114,8 @@ class GraspSceneDataset(Dataset):
             raise IndexError(f"scene index {index} outside 0..{self.num_scenes - 1}")
         scene = generate_grasp_scene(self.seed_start + index, height=SCENE_SIZE, width=SCENE_SIZE)
         planes, _geometry = self._preprocess(scene.image)
-        labels = label_maps(scene.rectangles, SCENE_SIZE, SCENE_SIZE, self.num_angle_classes,
-                            max_width_px=self.max_width_px)
-        able = np.asarray(labels.able, dtype=np.float32)
-        rows, cols = np.nonzero(able > 0.5)
-        angle = np.asarray(labels.angle[:, rows, cols].T, dtype=np.float32)
-        class_widths = np.asarray(labels.width[:, rows, cols].T, dtype=np.float32)
-        if self.width_channels == 1:
-            width = class_widths.max(axis=1, keepdims=True)
-            width_mask = np.ones_like(width)
-        else:
-            width = class_widths
-            width_mask = (angle > 0).astype(np.float32)
-        return GraspBatch(
-            images=torch.from_numpy(planes),
-            able=torch.from_numpy(able[np.newaxis, np.newaxis]),
-            positive_index=torch.from_numpy(rows * SCENE_SIZE + cols),
-            angle=torch.from_numpy(angle),
-            width=torch.from_numpy(width),
-            width_mask=torch.from_numpy(width_mask))
+        return sparse_grasp_batch(planes, scene.rectangles, self.num_angle_classes,
+                                  self.width_channels, self.max_width_px)
 
 
 def collate_scenes(items: list[GraspBatch]) -> GraspBatch:

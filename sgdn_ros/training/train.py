@@ -1,5 +1,9 @@
 """Train SGDN on generated grasp scenes, on the CPU or one CUDA GPU.
 
+``input_kind`` picks the model's input and the scenes: "bgr" (colour) learns from the 2-D grasp
+scenes (``dataset``), "depth" and "depth_bgr" (depth, depth + B, G, R) from rendered RGB-D
+scenes (``rgbd_dataset``); the network's ``input_channels`` follow from it.
+
 Every step draws fresh scenes (seeds ``train_seed_start`` onwards), so there is no epoch and
 nothing to shuffle. The loss follows AFFGA-Net's three heads (``losses.sgdn_loss``). The run is
 meant to survive time limits: a checkpoint is written every ``checkpoint_every`` steps and at
@@ -30,10 +34,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sgdn_ros.backends.torch_backend import resolve_torch_device
+from sgdn_ros.core.depth_planes import INPUT_KIND_CHANNELS, INPUT_KINDS
 from sgdn_ros.network.checkpoint import save_checkpoint
 from sgdn_ros.network.network import PRESETS, SGDN, SGDNConfig, build_sgdn
 from sgdn_ros.training.dataset import GraspBatch, GraspSceneDataset, collate_scenes
 from sgdn_ros.training.losses import LossParts, set_able_prior, sgdn_loss
+from sgdn_ros.training.rgbd_dataset import RgbdSceneDataset
 from sgdn_ros.training.run_control import LossLog, StopSignals
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -58,6 +64,7 @@ def preset_config(preset: str, num_angle_classes: int | None = None) -> SGDNConf
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``workers`` None: one DataLoader worker per CPU core but one.
+    ``input_kind`` sets the network's input channels and the scenes (module docstring).
 
     Scene seeds ``[train_seed_start, train_seed_start + steps * batch_size)`` are used;
     keep them away from the evaluation seeds (1,000,000 onwards by default).
@@ -65,6 +72,7 @@ class TrainConfig:
 
     preset: str = "light"
     num_angle_classes: int | None = None
+    input_kind: str = "bgr"
     steps: int = 2000
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -83,6 +91,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(
+                f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
         if self.num_angle_classes is not None and self.num_angle_classes < 2:
             raise ValueError(
                 f"num_angle_classes must be at least 2 (or None for the preset's), "
@@ -103,7 +114,8 @@ class TrainConfig:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}")
 
     def model_config(self) -> SGDNConfig:
-        return preset_config(self.preset, self.num_angle_classes)
+        return dataclasses.replace(preset_config(self.preset, self.num_angle_classes),
+                                   input_channels=INPUT_KIND_CHANNELS[self.input_kind])
 
     def worker_count(self) -> int:
         if self.workers is not None:
@@ -148,10 +160,15 @@ def _init_worker(_worker_id: int) -> None:
 
 def _scene_loader(config: TrainConfig, model_config: SGDNConfig,
                   device: torch.device) -> DataLoader:
-    dataset = GraspSceneDataset(
-        config.steps * config.batch_size, seed_start=config.train_seed_start,
-        num_angle_classes=model_config.num_angle_classes,
-        width_channels=model_config.width_channels, max_width_px=config.max_width_px)
+    scenes = {"num_scenes": config.steps * config.batch_size,
+              "seed_start": config.train_seed_start,
+              "num_angle_classes": model_config.num_angle_classes,
+              "width_channels": model_config.width_channels,
+              "max_width_px": config.max_width_px}
+    if config.input_kind == "bgr":
+        dataset = GraspSceneDataset(**scenes)
+    else:
+        dataset = RgbdSceneDataset(**scenes, input_kind=config.input_kind)
     workers = config.worker_count()
     return DataLoader(
         dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
@@ -203,9 +220,9 @@ def train(config: TrainConfig, output_dir: str | PathLike[str], *,
     loader = _scene_loader(config, model_config, device)
     checkpoint_path = output / CHECKPOINT_FILE
     log = LossLog(output / LOSS_LOG_FILE)
-    print(f"train: {config.preset} (K={model_config.num_angle_classes}, width channels "
-          f"{model_config.width_channels}) on {_device_name(device)}, {config.steps} steps of "
-          f"{config.batch_size}, {config.worker_count()} workers, "
+    print(f"train: {config.preset} {config.input_kind} (K={model_config.num_angle_classes}, "
+          f"width channels {model_config.width_channels}) on {_device_name(device)}, "
+          f"{config.steps} steps of {config.batch_size}, {config.worker_count()} workers, "
           f"autocast {autocast_dtype or 'off'}", flush=True)
 
     def checkpoint_extra(step: int, stop_reason: str) -> dict:
@@ -316,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=tuple(PRESETS), default=defaults.preset)
     parser.add_argument("--classes", type=int, default=None, dest="num_angle_classes",
                         help="angle classes K (default: the preset's)")
+    parser.add_argument("--input-kind", choices=INPUT_KINDS, default=defaults.input_kind,
+                        help="bgr: colour, on the 2-D grasp scenes; depth, depth_bgr (depth "
+                             "first): on rendered RGB-D scenes")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate,
