@@ -298,3 +298,36 @@ def test_a_depth_model_without_use_depth_fails_configure_clearly(ros_context,
         assert rig.detector.trigger_configure() == TransitionCallbackReturn.FAILURE
     finally:
         rig.close()
+
+
+TRAINED_DEPTH_MODELS = {"depth": "sgdn_tiny_depth_k18.onnx",
+                        "depth_bgr": "sgdn_tiny_rgbd_k18.onnx"}
+HELD_OUT_SEEDS = range(1_000_000, 1_000_008)
+
+
+@pytest.mark.parametrize("kind", sorted(TRAINED_DEPTH_MODELS))
+def test_trained_depth_and_rgbd_models_find_true_grasps_through_the_node(depth_rig, kind):
+    """The tiny models trained on rendered RGB-D scenes (test/data/README.md: 83-85 % on 500
+    held-out scenes), through the node over DDS: the best grasp of most held-out frames
+    matches a true grasp (Cornell metric) and has a valid 3-D pose."""
+    import pathlib
+
+    from sgdn_ros.ros.messages import grasp_from_message
+    from sgdn_ros.training.metrics import grasp_matches, rectangle_from_grasp
+    from sgdn_ros.training.rgbd_dataset import training_scene, true_grasp_rectangles
+
+    model = pathlib.Path(__file__).parent / "data" / TRAINED_DEPTH_MODELS[kind]
+    rig = depth_rig(model_path=str(model), decode_mode="max", confidence_threshold=0.0)
+    matched = valid = 0
+    for seed in HELD_OUT_SEEDS:
+        scene = training_scene(seed)
+        answer = rig.answer(rig.send(scene, colour=kind != "depth"))
+        if not answer.grasps:
+            continue
+        best = answer.grasps[0]
+        matched += grasp_matches(rectangle_from_grasp(grasp_from_message(best)),
+                                 true_grasp_rectangles(scene))
+        valid += best.pose_valid
+    # Measured on these eight seeds (project machine, ONNX Runtime): 5 and 7 of 8 matched,
+    # every matched one with a valid pose; the models score 83-85 % on 500 scenes.
+    assert matched >= 4 and valid >= 4, (matched, valid)
