@@ -209,7 +209,7 @@ def test_metric_widths_decode_to_metres_and_become_pixels_in_3d(tmp_path_factory
             pixel.width_px / DECODE.max_width_px * DECODE.max_width_m, rel=1e-12)
         assert math.isnan(metric.width_px) and math.isnan(metric.crop_width_px)
         assert known.width_px == pytest.approx(known.width_m / 0.001, rel=1e-12)
-    located = grasps_in_3d(in_metres, depth, scene.camera.camera_model(), GripperGeometry())
+    located = grasps_in_3d(in_metres, depth, scene.camera, GripperGeometry())
     assert [pose.width_m for pose in located] == [grasp.width_m for grasp in in_metres]
     tops = {(truth.row, truth.col): truth.surface_depth_m for truth in scene.true_grasps}
     for grasp, pose in zip(in_metres, located):

@@ -38,7 +38,7 @@ def scene_and_grasps():
                     crop_width_px=1.6 * truth.width_px)
               for index, truth in enumerate(scene.true_grasps[:3])]
     depth_m = scene.depth_m_truth.astype(np.float32)
-    located = grasps_in_3d(grasps, depth_m, scene.camera.camera_model(), GRIPPER)
+    located = grasps_in_3d(grasps, depth_m, scene.camera, GRIPPER)
     return scene, depth_m, grasps, located
 
 
@@ -74,8 +74,8 @@ def test_segments_are_the_boxes_edges_and_the_arrows():
 def test_the_cloud_picture_shows_the_table_and_the_grippers():
     scene, depth_m, grasps, located = scene_and_grasps()
     segments = marker_segments(gripper_markers(grasps, located, GRIPPER, Header()))
-    bare = render_cloud_view(scene.bgr, depth_m, scene.camera.camera_model(), [])
-    drawn = render_cloud_view(scene.bgr, depth_m, scene.camera.camera_model(), segments)
+    bare = render_cloud_view(scene.bgr, depth_m, scene.camera, [])
+    drawn = render_cloud_view(scene.bgr, depth_m, scene.camera, segments)
     assert bare.shape == (VIEW_SIZE[1], VIEW_SIZE[0], 3)
     assert (bare.mean(axis=2) > 150).mean() > 0.3  # the light table fills much of the view
     changed = np.any(bare != drawn, axis=2)

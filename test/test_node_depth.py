@@ -87,7 +87,7 @@ class DepthRig:
         all with one stamp."""
         header = self.header()
         if info:
-            self.info.publish(camera_info_message(scene.camera.camera_model(), header))
+            self.info.publish(camera_info_message(scene.camera, header))
         if colour:
             self.colour.publish(bgr_to_image_message(scene.bgr, header))
         self.depth.publish(depth_image_message(scene.depth_mm if depth is None else depth,
@@ -140,7 +140,7 @@ def test_poses_in_metres_match_the_rendered_truth(depth_rig):
     rig = depth_rig()
     position_errors, width_ratios, compared = [], [], 0
     for scene in scenes():
-        camera = scene.camera.camera_model()
+        camera = scene.camera
         answer = rig.answer(rig.send(scene))
         assert answer.header.frame_id == FRAME
         for grasp in answer.grasps:
@@ -252,7 +252,7 @@ def test_colour_frames_without_depth_are_dropped_not_queued(depth_rig):
         # One at a time: the subscription keeps only the newest frame (qos_depth 1).
         assert wait_until(lambda count=count: rig.detector.stats.snapshot().received >= count,
                           5.0)
-    rig.info.publish(camera_info_message(scene.camera.camera_model(), waiting[-1]))
+    rig.info.publish(camera_info_message(scene.camera, waiting[-1]))
     rig.depth.publish(depth_image_message(scene.depth_mm, waiting[-1]))
     rig.answer(waiting[-1])
     assert all(rig.answers.by_stamp(stamp_key(header)) is None for header in waiting[:-1])

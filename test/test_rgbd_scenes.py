@@ -251,5 +251,5 @@ def test_impossible_requests_are_refused():
         render_rgbd_scene(0, tilt_deg=40.0)
     with pytest.raises(ValueError, match="could not place"):
         render_rgbd_scene(0, num_objects=40)
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="K must have 9 values"):
         RgbdCamera(640, 480, (1.0, 0.0), "plumb_bob", (), "camera", 0.6)

@@ -106,7 +106,7 @@ class CameraModel:
         if pixels.size == 0:
             return np.zeros(shape), np.zeros(shape)
         distorted = pixels.reshape(-1, 1, 2)
-        matrix, coefficients = self._matrix(), np.asarray(self.d)
+        matrix, coefficients = self.matrix(), np.asarray(self.d)
         if self.distortion_model == "equidistant":
             undistorted = cv2.fisheye.undistortPoints(distorted, matrix, coefficients,
                                                       criteria=_UNDISTORT_CRITERIA)
@@ -133,7 +133,7 @@ class CameraModel:
             return self.fx * x + self.cx, self.fy * y + self.cy
         objects = points.reshape(-1, 1, 3)
         no_motion = np.zeros(3)
-        matrix, coefficients = self._matrix(), np.asarray(self.d)
+        matrix, coefficients = self.matrix(), np.asarray(self.d)
         if self.distortion_model == "equidistant":
             pixels, _ = cv2.fisheye.projectPoints(objects, no_motion, no_motion, matrix,
                                                   coefficients)
@@ -141,7 +141,8 @@ class CameraModel:
             pixels, _ = cv2.projectPoints(objects, no_motion, no_motion, matrix, coefficients)
         return pixels[:, 0, 0].reshape(shape), pixels[:, 0, 1].reshape(shape)
 
-    def _matrix(self) -> np.ndarray:
+    def matrix(self) -> np.ndarray:
+        """K as a (3, 3) float64 array, as OpenCV takes it."""
         return np.asarray(self.k, dtype=np.float64).reshape(3, 3)
 
 

@@ -136,7 +136,7 @@ def measure_locate() -> Timing:
     scene = render_rgbd_scene(2, num_objects=5, camera=realsense_camera(0.6))
     depth = DepthFrame(depth_to_metres(scene.depth_mm.tobytes(), *scene.depth_mm.shape,
                                        scene.depth_mm.shape[1] * 2, "16UC1"),
-                       scene.camera.camera_model())
+                       scene.camera)
     loaded = load_detector(detector_settings({
         **defaults(), "backend": "onnxruntime", "gpu_processing": "off",
         "confidence_threshold": 0.01, "max_grasps": LOCATE_GRASPS, "min_distance": 5}))

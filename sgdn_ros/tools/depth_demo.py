@@ -53,7 +53,7 @@ def _play_and_report(session: RosSession, detector: DetectorProcess,
                      scenes: list[RgbdScene], output_dir: pathlib.Path) -> int:
     answers = session.record_grasp_arrays()
     markers = session.record_markers()
-    camera = scenes[0].camera.camera_model()
+    camera = scenes[0].camera
     player = RgbdPlayer(session.node, [(scene.bgr, scene.depth_mm) for scene in scenes], camera)
     print(f"demo (depth): waiting for the detector to subscribe to colour, depth and "
           f"camera_info ({camera.width}x{camera.height}, fx {camera.fx:.1f}, camera "

@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from sgdn_ros.core.camera import CameraModel
@@ -27,80 +26,33 @@ OBJECT_SHAPES = ("box", "cylinder")
 
 _CIRCLE_OUTLINE_POINTS = 24
 _NEAREST_HIT_M = 1e-9
-_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-12)
 
 
 @dataclass(frozen=True)
-class RgbdCamera:
-    """A pinhole camera as sensor_msgs/CameraInfo describes it, and its height above the table.
+class RgbdCamera(CameraModel):
+    """The scenes' camera: a ``CameraModel`` (what its camera_info carries; here "plumb_bob"
+    distortion, k1, k2, t1, t2, k3, all zero or empty: none) and its height above the table."""
 
-    ``k`` is the 3x3 intrinsic matrix, row-major; ``d`` the "plumb_bob" distortion (k1, k2, t1,
-    t2, k3; all zero or empty: none).
-    """
-
-    width: int
-    height: int
-    k: tuple[float, ...]
-    distortion_model: str
-    d: tuple[float, ...]
-    frame_id: str
-    height_above_table_m: float
+    height_above_table_m: float = 0.6
 
     def __post_init__(self) -> None:
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
-        if len(self.k) != 9 or self.k[0] <= 0 or self.k[4] <= 0:
-            raise ValueError(f"k must be 9 values, row-major, with fx, fy > 0, got {self.k}")
-        if self.distortion_model != "plumb_bob" or len(self.d) not in (0, 5):
-            raise ValueError(f"need plumb_bob distortion with 5 (or no) coefficients, got "
-                             f"{self.distortion_model!r} with {self.d}")
+        super().__post_init__()
+        if self.distortion_model != "plumb_bob":
+            raise ValueError(f"the scenes' camera uses plumb_bob distortion, got "
+                             f"{self.distortion_model!r}")
         if not self.height_above_table_m > 0.0:
             raise ValueError(f"height_above_table_m must be > 0, got {self.height_above_table_m}")
 
-    def camera_model(self) -> CameraModel:
-        """The intrinsics as the detector's ``CameraModel`` (what its camera_info carries)."""
-        return CameraModel(width=self.width, height=self.height, k=self.k,
-                           distortion_model=self.distortion_model, d=self.d,
-                           frame_id=self.frame_id)
-
-    @property
-    def fx(self) -> float:
-        return self.k[0]
-
-    @property
-    def fy(self) -> float:
-        return self.k[4]
-
-    @property
-    def cx(self) -> float:
-        return self.k[2]
-
-    @property
-    def cy(self) -> float:
-        return self.k[5]
-
-    def matrix(self) -> np.ndarray:
-        """The intrinsic matrix as (3, 3) float64, as OpenCV takes it."""
-        return np.array(self.k, dtype=np.float64).reshape(3, 3)
-
     def project_to_pixels(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) points in the optical frame -> (N, 2) pixel (row, col), distortion included."""
-        object_points = np.asarray(points, dtype=np.float64).reshape(-1, 1, 3)
-        pixels, _ = cv2.projectPoints(object_points, np.zeros(3), np.zeros(3), self.matrix(),
-                                      np.asarray(self.d, dtype=np.float64))
-        return pixels.reshape(-1, 2)[:, ::-1]
+        cols, rows = self.project(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+        return np.stack([rows, cols], axis=-1)
 
     def pixel_rays(self) -> np.ndarray:
         """(H, W, 3) float64 ray through each pixel centre, scaled to z = 1: the distance along
         a ray to a point is then the point's depth."""
         rows, cols = np.mgrid[0:self.height, 0:self.width].astype(np.float64)
-        if any(self.d):
-            distorted = np.stack([cols, rows], axis=-1).reshape(-1, 1, 2)
-            ideal = cv2.undistortPoints(distorted, self.matrix(), np.asarray(self.d), None, None,
-                                        None, _UNDISTORT_CRITERIA)
-            x, y = np.moveaxis(ideal.reshape(self.height, self.width, 2), -1, 0)
-        else:
-            x, y = (cols - self.cx) / self.fx, (rows - self.cy) / self.fy
+        x, y = self.normalized_rays(cols, rows)
         return np.stack([x, y, np.ones_like(x)], axis=-1)
 
 
