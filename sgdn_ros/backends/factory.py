@@ -19,12 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from os import PathLike
 
-from sgdn_ros.backends.base import (
-    PRECISIONS,
-    BackendUnavailable,
-    InferenceBackend,
-    ModelLoadError,
-)
+from sgdn_ros.backends.base import BackendUnavailable, InferenceBackend, ModelLoadError
+from sgdn_ros.backends.tensorrt.settings import check_precision
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -109,9 +105,7 @@ def create_backend(kind: str, model_path: str | PathLike[str],
     options = options or BackendOptions()
     if kind not in BACKEND_CHOICES:
         raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
-    if options.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                         f"got {options.precision!r}")
+    check_precision(options.precision)
     if kind != "auto":
         backend = _BACKEND_OPENERS[kind](model_path, options)
         backend.selection_reason = f"backend {kind!r} was requested"

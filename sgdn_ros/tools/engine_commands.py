@@ -12,7 +12,11 @@ from sgdn_ros.backends.base import PRECISIONS
 from sgdn_ros.backends.tensorrt.engine import get_engine
 from sgdn_ros.backends.tensorrt.engine_cache import default_cache_dir, plan_problem, read_record
 from sgdn_ros.backends.tensorrt.errors import TensorRTUnavailable
-from sgdn_ros.backends.tensorrt.settings import MAX_OPTIMIZATION_LEVEL, EngineSettings
+from sgdn_ros.backends.tensorrt.settings import (
+    MAX_OPTIMIZATION_LEVEL,
+    EngineSettings,
+    check_precision,
+)
 
 
 def add_engine_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +25,8 @@ def add_engine_commands(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser(
         "build-engine", help="build a TensorRT plan ahead of time into the engine cache")
     build.add_argument("model", type=pathlib.Path, help="SGDN ONNX model")
-    build.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    build.add_argument("--precision", type=engine_precision, default=defaults.precision,
+                       help=f"one of {', '.join(PRECISIONS)}")
     build.add_argument("--cache-dir", type=pathlib.Path, default=None,
                        help=f"engine cache (default {default_cache_dir()})")
     build.add_argument("--workspace-mb", type=int, default=defaults.workspace_mb)
@@ -35,6 +40,16 @@ def add_engine_commands(commands: argparse._SubParsersAction) -> None:
     inspect = commands.add_parser("inspect", help="what a cached TensorRT plan was built for")
     inspect.add_argument("plan", type=pathlib.Path, help="a .plan file (or its .json sidecar)")
     inspect.set_defaults(run=run_inspect)
+
+
+def engine_precision(value: str) -> str:
+    """``--precision``, refused with ``EngineSettings``' reason (argparse's own "invalid choice"
+    would hide why INT8 is not offered)."""
+    try:
+        check_precision(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def run_build_engine(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sgdn_ros.backends.tensorrt.engine_cache import EngineIO, EngineKey
 from sgdn_ros.backends.tensorrt.errors import EngineBuildError
-from sgdn_ros.backends.tensorrt.module import TensorRTModule
+from sgdn_ros.backends.tensorrt.module import TensorRTModule, start_tensorrt
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensorrt_log import Logger, explained, tensorrt_log
 from sgdn_ros.core.atomic_files import atomic_output
@@ -61,7 +61,7 @@ def build_plan(model: pathlib.Path, settings: EngineSettings, trt: TensorRTModul
     log = tensorrt_log(trt)
     started = time.perf_counter()
     with log.capture(logger) as errors:
-        builder = module.Builder(log)
+        builder = start_tensorrt(trt, "Builder", log)
         network = builder.create_network(_network_flags(trt))
         parser = module.OnnxParser(network, log)
         _parse(parser, model, settings.precision, trt)
@@ -77,7 +77,7 @@ def build_plan(model: pathlib.Path, settings: EngineSettings, trt: TensorRTModul
         if settings.precision == "fp16" and "fp16_builder_flag" in trt.features:
             config.set_flag(module.BuilderFlag.FP16)
         timing_cache, timing_cache_note = _attach_timing_cache(
-            config, settings, trt, timing_cache_path, logger)
+            config, settings, trt, timing_cache_path, logger, errors)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise EngineBuildError(
@@ -131,8 +131,10 @@ def _parse(parser, model: pathlib.Path, precision: str, trt: TensorRTModule) -> 
 
 
 def _attach_timing_cache(config, settings: EngineSettings, trt: TensorRTModule,
-                         path: pathlib.Path, logger: Logger):
-    """(timing cache or None, a note for the build's log line)."""
+                         path: pathlib.Path, logger: Logger, errors: list[str]):
+    """(timing cache or None, a note for the build's log line). A stored cache that does not
+    match is replaced by an empty one, and the error TensorRT logged about it is forgotten so
+    that it cannot explain a later, unrelated failure of this build."""
     if not settings.timing_cache:
         return None, "timing cache off"
     if "timing_cache" not in trt.features:
@@ -143,6 +145,7 @@ def _attach_timing_cache(config, settings: EngineSettings, trt: TensorRTModule,
     if stored and not config.set_timing_cache(cache, False):
         logger(f"TensorRT engine: timing cache {path.name} does not match this TensorRT or GPU; "
                "starting an empty one")
+        errors.clear()
         cache = config.create_timing_cache(b"")
         stored = b""
     config.set_timing_cache(cache, False)

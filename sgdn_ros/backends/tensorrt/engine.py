@@ -33,7 +33,7 @@ from sgdn_ros.backends.tensorrt.engine_cache import (
 )
 from sgdn_ros.backends.tensorrt.errors import EngineUnrunnable
 from sgdn_ros.backends.tensorrt.gpu_identity import GpuIdentity, key_gpu
-from sgdn_ros.backends.tensorrt.module import TensorRTModule, load_tensorrt
+from sgdn_ros.backends.tensorrt.module import TensorRTModule, load_tensorrt, start_tensorrt
 from sgdn_ros.backends.tensorrt.onnx_identity import has_dynamic_batch, onnx_identity
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensorrt_log import Logger, explained, tensorrt_log
@@ -100,7 +100,8 @@ def get_engine(onnx_path: str | PathLike[str], settings: EngineSettings | None =
     written atomically. ``force_rebuild`` skips the cache. Build times and cache hits are
     logged through ``logger``. One build at a time per process.
 
-    Raises ``TensorRTUnavailable``, ``EngineBuildError`` (model unreadable or unbuildable, or a
+    Raises ``TensorRTUnavailable`` (none imports, or it cannot start on this driver),
+    ``EngineBuildError`` (model unreadable or unbuildable, or a
     fresh plan that does not deserialize here either), ``ValueError`` for bad settings.
     """
     settings = settings or EngineSettings()
@@ -163,8 +164,8 @@ def _deserialized(trt: TensorRTModule, plan: bytes, logger: Logger) -> tuple[obj
     """(Runtime, ICudaEngine) for the plan, or ``StalePlan`` saying why TensorRT refused it."""
     log = tensorrt_log(trt)
     with log.capture(logger) as errors:
+        runtime = start_tensorrt(trt, "Runtime", log)
         try:
-            runtime = trt.module.Runtime(log)
             engine = runtime.deserialize_cuda_engine(plan)
         except (RuntimeError, TypeError) as error:
             raise StalePlan(f"TensorRT cannot deserialize it here: {error}") from None

@@ -39,7 +39,8 @@ def detect_gpu(device: int = 0, sources: Sequence[str] = GPU_SOURCES) -> GpuIden
 
     ``sources`` are tried in order, each imported or run only when its turn comes (nothing
     here needs pycuda at import time): cuda-python's runtime API, ``nvidia-smi`` (device chosen
-    through ``CUDA_VISIBLE_DEVICES`` like CUDA does), pycuda. The first that answers wins; a
+    through ``CUDA_VISIBLE_DEVICES`` like CUDA does, and only where its numbering is CUDA's),
+    pycuda. The first that answers wins; a
     source that is missing or fails is skipped.
     """
     probes = {"cuda-python": _gpu_from_cuda_python, "nvidia-smi": _gpu_from_nvidia_smi,
@@ -81,6 +82,9 @@ def _gpu_from_cuda_python(device: int) -> GpuIdentity | None:
 
 
 def _gpu_from_nvidia_smi(device: int) -> GpuIdentity | None:
+    """nvidia-smi numbers GPUs in PCI bus order, CUDA fastest first unless ``CUDA_DEVICE_ORDER``
+    is ``PCI_BUS_ID``: an index is trusted only in that order, or when every GPU is the same
+    model (then the order does not matter); otherwise pycuda, which asks CUDA, answers."""
     executable = shutil.which("nvidia-smi")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
@@ -90,17 +94,26 @@ def _gpu_from_nvidia_smi(device: int) -> GpuIdentity | None:
         selector = entries[device] if device < len(entries) else ""
     if executable is None or not selector or selector.startswith("-"):
         return None
+    if selector.isdigit() and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        models = set(_nvidia_smi_gpus(executable, []))
+        return models.pop() if len(models) == 1 else None
+    named = _nvidia_smi_gpus(executable, [f"--id={selector}"])
+    return named[0] if named else None
+
+
+def _nvidia_smi_gpus(executable: str, selection: list[str]) -> list[GpuIdentity]:
     try:
         answer = subprocess.run(
-            [executable, f"--id={selector}", "--query-gpu=name,compute_cap",
-             "--format=csv,noheader"],
+            [executable, *selection, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=_NVIDIA_SMI_TIMEOUT_S, check=True)
     except (OSError, subprocess.SubprocessError):
-        return None
-    name, _, capability = answer.stdout.strip().rpartition(",")
-    if not name.strip() or not capability.strip():
-        return None
-    return GpuIdentity(name.strip(), capability.strip(), "nvidia-smi")
+        return []
+    gpus = []
+    for line in answer.stdout.splitlines():
+        name, _, capability = line.strip().rpartition(",")
+        if name.strip() and capability.strip():
+            gpus.append(GpuIdentity(name.strip(), capability.strip(), "nvidia-smi"))
+    return gpus
 
 
 def _gpu_from_pycuda(device: int) -> GpuIdentity | None:

@@ -90,6 +90,21 @@ def check_supported(trt: TensorRTModule) -> None:
             "later (name-based tensor I/O, ICudaEngine.num_io_tensors); upgrade TensorRT")
 
 
+def start_tensorrt(trt: TensorRTModule, entry_point: str, log):
+    """``trt.Builder(log)`` or ``trt.Runtime(log)``, the first calls that need CUDA and the
+    driver. A TensorRT built for a newer CUDA than the driver supports (a cu13 wheel on a CUDA-12
+    driver) fails here with ``TypeError`` ("factory function returned nullptr"): that is
+    ``TensorRTUnavailable``, this TensorRT cannot run here, not a fault of the model."""
+    try:
+        return getattr(trt.module, entry_point)(log)
+    except (TypeError, RuntimeError) as error:
+        raise TensorRTUnavailable(
+            f"{trt.name} {trt.version} (built for CUDA {trt.cuda_major}) cannot start "
+            f"its {entry_point} here ({error}): the NVIDIA driver is too old for this TensorRT's "
+            "CUDA, or no GPU is usable; install the TensorRT wheel for the driver's CUDA "
+            "(nvidia-smi shows it) or update the driver") from error
+
+
 def _cuda_major(module_name: str) -> str:
     """The CUDA major a PyPI TensorRT was built for, from its distribution's name (…_cu13)."""
     distributions = importlib.metadata.packages_distributions()

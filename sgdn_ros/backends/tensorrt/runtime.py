@@ -11,6 +11,9 @@ Threads: the retained primary CUDA context is pushed in ``__init__`` and popped 
 and both must run on the same thread, the inference thread (``InferenceWorker`` guarantees it);
 TensorRT and pycuda objects are only valid where that context is current.
 
+TensorRT's errors while loading go to the ``logger`` given; while running, to stderr, and a
+refused call names TensorRT's reason in its ``InferenceError`` (``tensorrt_log``).
+
 "Cannot run here" (no pycuda, no CUDA device, no TensorRT, a GPU the TensorRT flavour does not
 support, e.g. TensorRT-RTX on an H100) raises ``BackendUnavailable``, so ``auto`` moves on to
 the next backend; a bad model file raises ``ModelLoadError`` (``EngineBuildError``).
@@ -42,6 +45,7 @@ from sgdn_ros.backends.tensorrt.errors import EngineUnrunnable, TensorRTUnavaila
 from sgdn_ros.backends.tensorrt.module import load_tensorrt
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensor_buffers import TensorBuffers, TensorSpec
+from sgdn_ros.backends.tensorrt.tensorrt_log import explained, tensorrt_log
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
 from sgdn_ros.models.metadata import read_model_metadata
 
@@ -110,13 +114,16 @@ class TensorRTBackend(InferenceBackend):
                              device=device, logger=logger)
         self._runtime, self._engine = cached.runtime, cached.engine
         self.name = f"tensorrt-{cached.key.module}-{settings.precision}"
-        self._execution = self._engine.create_execution_context()
+        trt = load_tensorrt()
+        self._log = tensorrt_log(trt)
+        with self._log.capture(logger) as errors:
+            self._execution = self._engine.create_execution_context()
         if self._execution is None:
             raise BackendUnavailable(
                 f"{cached.key.module} could not create an execution context for {path.name} on "
                 f"{self._cuda.device_name}: the GPU is out of memory or not supported by this "
-                f"TensorRT flavour (TensorRT-RTX needs an RTX GPU); see the TensorRT log above")
-        tensors = _engine_tensors(self._engine, self._execution, load_tensorrt().module, path)
+                f"TensorRT flavour (TensorRT-RTX needs an RTX GPU): {explained(errors)}")
+        tensors = _engine_tensors(self._engine, self._execution, trt.module, path)
         self._info = _describe_engine(tensors, path)
         self._batch = self._info.max_batch
         self._stream = self._driver.Stream()
@@ -177,7 +184,8 @@ class TensorRTBackend(InferenceBackend):
 
     def _bind(self, name: str, address: int) -> None:
         if not self._execution.set_tensor_address(name, address):
-            raise InferenceError(f"TensorRT refused the device address of tensor {name!r}")
+            raise InferenceError(f"TensorRT refused the device address of tensor {name!r}: "
+                                 f"{explained(self._log.take_errors())}")
 
     def _execute(self, input_address: int, stream_handle: int, frames: int) -> None:
         """Bind the input (only when its address changed), set its shape (only when the number
@@ -186,15 +194,16 @@ class TensorRTBackend(InferenceBackend):
             input_name = self._info.input_name
             if not self._execution.set_input_shape(input_name, (frames, *self._frame_shape)):
                 raise InferenceError(
-                    f"TensorRT refused {frames} frames for input {input_name!r}; see the log")
+                    f"TensorRT refused {frames} frames for input {input_name!r}: "
+                    f"{explained(self._log.take_errors())}")
             self._batch = frames
         if input_address != self._bound_input:
             self._bind(self._info.input_name, input_address)
             self._bound_input = input_address
         if not self._execution.execute_async_v3(stream_handle):
             raise InferenceError(
-                "TensorRT failed to run the engine (execute_async_v3 returned False); see the "
-                "TensorRT log for the reason")
+                "TensorRT failed to run the engine (execute_async_v3 returned False): "
+                f"{explained(self._log.take_errors())}")
 
     def close(self) -> None:
         """Free the buffers and the engine, then pop and release the CUDA context. Safe to call
@@ -208,17 +217,21 @@ class TensorRTBackend(InferenceBackend):
         self._release()
 
     def _release(self) -> None:
-        """Free what exists, newest first, while the context is still current; then pop it."""
-        if self._buffers is not None:
-            self._buffers.free()
-        self._buffers = None
-        self._stream = None
+        """Drop the execution context, the engine and the runtime, in that order (each depends
+        on the next), and free the buffers while the CUDA context is still current; then pop and
+        release it, even when freeing failed (a sticky CUDA error), which is raised after."""
+        buffers, self._buffers = self._buffers, None
         self._execution = None
         self._engine = None
         self._runtime = None
         cuda, self._cuda = self._cuda, None
-        if cuda is not None:
-            cuda.release()
+        try:
+            if buffers is not None:
+                buffers.free()
+        finally:
+            self._stream = None
+            if cuda is not None:
+                cuda.release()
 
 
 def _pycuda_driver() -> ModuleType:
@@ -261,7 +274,7 @@ def _engine_tensors(engine, execution, trt: ModuleType,
     tensors = []
     for name, is_input in modes.items():
         shape = tuple(int(size) for size in execution.get_tensor_shape(name))
-        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        dtype = _numpy_dtype(trt, engine.get_tensor_dtype(name), name, path)
         if dtype != np.float32 or any(size < 0 for size in shape):
             raise ModelLoadError(
                 f"{path.name}: engine tensor {name!r} is {dtype.name} {shape}; this backend "
@@ -269,6 +282,19 @@ def _engine_tensors(engine, execution, trt: ModuleType,
                 "model with a float32 input and outputs")
         tensors.append(TensorSpec(name, is_input, shape, dtype))
     return tuple(tensors)
+
+
+def _numpy_dtype(trt: ModuleType, tensorrt_dtype, name: str, path: pathlib.Path) -> np.dtype:
+    """The numpy dtype of an engine tensor; a type numpy lacks (bf16, fp8, ...: ``nptype``
+    raises ``TypeError``) is the model's fault, reported like any other non-float32 tensor."""
+    try:
+        return np.dtype(trt.nptype(tensorrt_dtype))
+    except TypeError:
+        type_name = str(tensorrt_dtype).rsplit(".", 1)[-1].lower()
+        raise ModelLoadError(
+            f"{path.name}: engine tensor {name!r} is {type_name}, a type numpy has not; this "
+            "backend feeds and reads float32 tensors: export the model with a float32 input "
+            "and outputs") from None
 
 
 def _describe_engine(tensors: tuple[TensorSpec, ...], path: pathlib.Path) -> ModelInfo:

@@ -27,14 +27,7 @@ class EngineSettings:
     max_batch: int = 1
 
     def __post_init__(self) -> None:
-        if self.precision == "int8":
-            raise ValueError(
-                "precision 'int8' is not supported: TensorRT needs calibration data (an API "
-                "deprecated in 10.x and removed in 11) or an ONNX model with Q/DQ nodes for "
-                f"INT8; use one of {', '.join(PRECISIONS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
         if not _is_int(self.workspace_mb) or self.workspace_mb < 1:
             raise ValueError(f"workspace_mb must be a positive integer, got {self.workspace_mb!r}")
         if not _is_int(self.max_batch) or self.max_batch < 1:
@@ -44,6 +37,18 @@ class EngineSettings:
             raise ValueError(
                 f"optimization_level must be None (TensorRT's default) or 0 to "
                 f"{MAX_OPTIMIZATION_LEVEL}, got {level!r}")
+
+
+def check_precision(precision: str) -> None:
+    """Raise ``ValueError`` for a precision no backend runs; INT8 with its own reason, which the
+    backend factory and the command line give too."""
+    if precision == "int8":
+        raise ValueError(
+            "precision 'int8' is not supported: TensorRT needs calibration data (an API "
+            "deprecated in 10.x and removed in 11) or an ONNX model with Q/DQ nodes for "
+            f"INT8; use one of {', '.join(PRECISIONS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def _is_int(value: object) -> bool:

@@ -88,13 +88,19 @@ class TensorBuffers:
 
     def free(self) -> None:
         """Release every allocation now (not whenever the garbage collector runs, perhaps on
-        another thread); safe to call twice."""
-        for allocation in self._device.values():
-            allocation.free()
-        for host in self._host.values():
-            host.base.free()
+        another thread), each one even when another fails (the first failure is raised after);
+        safe to call twice."""
+        allocations = [*self._device.values(), *(host.base for host in self._host.values())]
         self._device, self._host = {}, {}
         self._stream = None
+        failure = None
+        for allocation in allocations:
+            try:
+                allocation.free()
+            except Exception as error:  # a sticky CUDA error fails every free: try them all
+                failure = failure or error
+        if failure is not None:
+            raise failure
 
     def _allocation(self, name: str):
         if name not in self._device:
