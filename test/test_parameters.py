@@ -140,3 +140,10 @@ def test_a_parameter_takes_its_default_from_its_setting_or_has_its_own():
         ParameterSpec("nothing", "neither")
     with pytest.raises(AttributeError):
         ParameterSpec("typo", "a path that names no setting", sets="decode.threshold")
+
+
+def test_int8_is_refused_with_its_reason_not_just_the_choices():
+    """Issue 12, defect 6: the node's parameter gives TensorRT's reason for refusing INT8."""
+    reason = PARAMETERS_BY_NAME["precision"].check("int8")
+    assert reason is not None and "calibration" in reason and "Q/DQ" in reason
+    assert "must be one of fp32, fp16" in PARAMETERS_BY_NAME["precision"].check("fp64")

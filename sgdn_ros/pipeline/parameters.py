@@ -10,11 +10,12 @@ no default is written twice. The others (``sets`` empty) are the ROS node's own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sgdn_ros.backends import BACKEND_CHOICES, PRECISIONS
+from sgdn_ros.backends.tensorrt.settings import check_precision
 from sgdn_ros.core.decoding import DECODE_MODES
 from sgdn_ros.core.preprocessing import SMALL_IMAGE_POLICIES
 from sgdn_ros.pipeline.factory import GPU_PROCESSING_CHOICES
@@ -50,6 +51,8 @@ class ParameterSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     length: int | None = None
+    # Explains a refused value better than the generic check (raises ValueError with why).
+    explain_refusal: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         if (self.sets is None) == (self.default is None):
@@ -79,7 +82,8 @@ class ParameterSpec:
         if not _has_type(value, self.type_name):
             return f"{self.name} must be a {self.type_name}, got {value!r}"
         if self.choices and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}"
+            return self._explained(value) or (
+                f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 return f"{self.name} must be finite, got {value!r}"
@@ -87,6 +91,15 @@ class ParameterSpec:
                 return f"{self.name} must be >= {self.minimum:g}, got {value!r}"
             if self.maximum is not None and value > self.maximum:
                 return f"{self.name} must be <= {self.maximum:g}, got {value!r}"
+        return None
+
+    def _explained(self, value: Any) -> str | None:
+        if self.explain_refusal is None:
+            return None
+        try:
+            self.explain_refusal(value)
+        except ValueError as error:
+            return f"{self.name}: {error}"
         return None
 
     def _check_array(self, value: Any) -> str | None:
@@ -139,7 +152,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "precision",
         "`fp16`: TensorRT builds an FP16 engine, torch on CUDA halves the network; ONNX Runtime "
         "runs the precision the file was exported in (`sgdn-ros export --fp16`).",
-        sets="backend_options.precision", choices=PRECISIONS),
+        sets="backend_options.precision", choices=PRECISIONS, explain_refusal=check_precision),
     ParameterSpec(
         "cuda_graph",
         "torch backend on CUDA: capture the forward pass once and replay it per frame.",
