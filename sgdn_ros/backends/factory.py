@@ -21,8 +21,7 @@ from os import PathLike
 
 from sgdn_ros.backends.base import BackendUnavailable, InferenceBackend, ModelLoadError
 from sgdn_ros.backends.tensorrt.settings import check_precision
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+from sgdn_ros.models.files import CHECKPOINT_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import os
 import pathlib
 
 from sgdn_ros.core.atomic_files import atomic_output
+from sgdn_ros.models.errors import ModelLoadError
+from sgdn_ros.models.files import model_file_problem
 from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 
 TRAINED_MODEL = pathlib.Path(__file__).resolve().parent / "sgdn_light_k18.onnx"
@@ -40,10 +42,18 @@ def synthetic_model_path() -> pathlib.Path:
 
 
 def resolve_model_path(model_path: str) -> tuple[pathlib.Path, str]:
-    """The model file to load and a phrase saying which model it is, for the log."""
+    """The model file to load and a phrase saying which model it is, for the log.
+
+    A user's path is checked here, before any backend imports its runtime (torch alone costs
+    hundreds of MB): ``ModelLoadError`` says whether it is missing, a folder, unreadable or not
+    a model file.
+    """
     if not model_path:
         return TRAINED_MODEL, TRAINED_MODEL_DESCRIPTION
     if model_path == SYNTHETIC_MODEL_NAME:
         return synthetic_model_path(), SYNTHETIC_MODEL_DESCRIPTION
     path = pathlib.Path(model_path).expanduser()
+    problem = model_file_problem(path)
+    if problem is not None:
+        raise ModelLoadError(problem)
     return path, str(path)
