@@ -17,11 +17,11 @@ the transitions to a lifecycle manager.
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -54,7 +54,8 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"),
         parameters=[
             LaunchConfiguration("params_file"),
-            {"model_path": LaunchConfiguration("model_path"),
+            # A path such as 2024 would otherwise be typed as an integer and refused.
+            {"model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str),
              "autostart": LaunchConfiguration("autostart"),
              "use_depth": LaunchConfiguration("use_depth")},
         ],
@@ -64,10 +65,18 @@ def generate_launch_description() -> LaunchDescription:
                     ("camera_info", LaunchConfiguration("camera_info"))],
         output="screen",
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        arguments=["-d", os.path.join(share, "config", "sgdn_ros.rviz")],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
-    return LaunchDescription([*arguments, detector, rviz])
+    return LaunchDescription([*arguments, detector, OpaqueFunction(function=_rviz)])
+
+
+def _rviz(context) -> list:
+    """RViz with the package's view, when asked for and installed; without rviz2 a note, not
+    a failed launch (which would leave the detector running on its own)."""
+    if LaunchConfiguration("rviz").perform(context).lower() not in ("true", "1", "yes"):
+        return []
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="rviz:=true, but rviz2 is not installed here: starting without it "
+                            "(install ros-<distro>-rviz2 to see the grasps)")]
+    config = os.path.join(get_package_share_directory("sgdn_ros"), "config", "sgdn_ros.rviz")
+    return [Node(package="rviz2", executable="rviz2", arguments=["-d", config])]

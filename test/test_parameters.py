@@ -50,7 +50,7 @@ def test_bad_values_are_rejected_with_a_reason(name, value, expected):
 
 def test_config_yaml_lists_every_parameter_with_its_default():
     config = yaml.safe_load((REPO / "config" / "detector.yaml").read_text())
-    values = config["sgdn_detector"]["ros__parameters"]
+    values = config["/**/sgdn_detector"]["ros__parameters"]
     assert set(values) == set(PARAMETERS_BY_NAME)
     expected = defaults()
     expected["autostart"] = True  # the launch file's YAML starts the node by itself
@@ -67,6 +67,13 @@ def test_readme_parameter_table_is_generated_from_the_declarations():
         "README.md's parameter table is stale: paste the output of "
         "`python -c 'from sgdn_ros.pipeline.parameters import markdown_table; "
         "print(markdown_table())'`")
+
+
+def test_the_parameters_file_applies_under_any_namespace():
+    """Keyed `/**/sgdn_detector`: with launch's namespace:=robot1 a `sgdn_detector:` key would
+    be silently ignored (issue 11)."""
+    config = yaml.safe_load((REPO / "config" / "detector.yaml").read_text())
+    assert list(config) == ["/**/sgdn_detector"]
 
 
 def test_launch_file_is_valid_python_and_names_existing_files():
