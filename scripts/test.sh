@@ -7,9 +7,8 @@ bash "$repo/scripts/setup_env.sh"
 source "$repo/scripts/env.sh"
 cd "$repo"
 ruff check sgdn_ros test launch
-# The layers (.importlinter), checked on the package as installed (it holds the generated
-# messages the contracts name), so run from outside the source tree.
-(cd "$sgdn_workspace" && lint-imports "$repo/.importlinter")
+# The layers (.importlinter), checked on the source tree.
+lint-imports
 # `pytest` (not `python -m pytest`) keeps the source folder off sys.path, so the tests import the
 # installed package, messages included, as a workspace user would.
 exec pytest "$@"
