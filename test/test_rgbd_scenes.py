@@ -13,10 +13,10 @@ from sgdn_ros.training.rgbd_geometry import TableObject, cast_rays
 from sgdn_ros.training.rgbd_scenes import (
     BOX_LENGTH_RANGE_M,
     CAMERA_HEIGHT_RANGE_M,
-    DEPTH_STEP_M,
     OBJECT_HEIGHT_RANGE_M,
     RgbdCamera,
     RgbdScene,
+    depth_steps,
     realsense_camera,
     render_rgbd_scene,
 )
@@ -50,17 +50,6 @@ def top_face_points(obj: TableObject, scale: float) -> np.ndarray:
 def truth_at(scene: RgbdScene, pixels: np.ndarray) -> np.ndarray:
     rows, cols = np.rint(pixels).astype(int).T
     return scene.depth_m_truth[rows, cols].astype(np.float64)
-
-
-def depth_steps(depth_m: np.ndarray) -> np.ndarray:
-    steps = np.zeros(depth_m.shape, dtype=bool)
-    across_cols = np.abs(np.diff(depth_m, axis=1)) > DEPTH_STEP_M
-    across_rows = np.abs(np.diff(depth_m, axis=0)) > DEPTH_STEP_M
-    steps[:, :-1] |= across_cols
-    steps[:, 1:] |= across_cols
-    steps[:-1] |= across_rows
-    steps[1:] |= across_rows
-    return steps
 
 
 def test_same_seed_gives_the_same_scene_and_another_seed_does_not():

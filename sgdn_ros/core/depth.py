@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sgdn_ros.core.frames import byte_view
+
 
 class DepthImageError(ValueError):
     """A depth image message that cannot be read as depth in metres."""
@@ -81,7 +83,7 @@ def _sample_view(data, height: int, width: int, step: int, encoding: str,
             f"depth image step {step} is smaller than width x bytes per pixel = {width} x "
             f"{sample_type.itemsize} = {row_bytes} for {encoding!r}; step must be the number of "
             "bytes per row, check the publisher's step and encoding fields")
-    raw = _byte_view(data)
+    raw = byte_view(data, "depth image", DepthImageError)
     if raw.size < height * step:
         raise DepthImageError(
             f"depth image data is truncated: {raw.size} bytes, but height x step = {height} x "
@@ -90,21 +92,6 @@ def _sample_view(data, height: int, width: int, step: int, encoding: str,
     rows = raw[: height * step].reshape(height, step)[:, :row_bytes]
     byte_order = ">" if is_bigendian else "<"
     return rows.view(sample_type.newbyteorder(byte_order))
-
-
-def _byte_view(data) -> np.ndarray:
-    """Flat uint8 view of message data (bytes, bytearray, array.array, memoryview, uint8 array)."""
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.uint8:
-            raise DepthImageError(
-                f"depth image data is a {data.dtype} array; pass the message's uint8 bytes")
-        return data.reshape(-1)
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError as error:
-        raise DepthImageError(
-            f"depth image data of type {type(data).__name__} is not a byte buffer; pass bytes, "
-            "bytearray, array.array('B'), memoryview or a uint8 NumPy array") from error
 
 
 def fill_depth_holes(metres: np.ndarray) -> np.ndarray:

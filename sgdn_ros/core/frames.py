@@ -68,7 +68,7 @@ class RawImage:
         layout = pixel_layout(self.encoding)
         _check_geometry(self.height, self.width, self.step,
                         layout.channels * layout.bytes_per_channel, self.encoding)
-        raw = _as_byte_array(self.data)
+        raw = byte_view(self.data)
         if raw.size < self.height * self.step:
             raise ImageConversionError(
                 f"image message data is truncated: {raw.size} bytes, but height x step = "
@@ -136,7 +136,7 @@ def compressed_message_to_bgr(message) -> np.ndarray:
             f"compressed image format {image_format!r} is a compressed depth image, not a colour "
             "image; subscribe to the colour camera's compressed topic instead"
         )
-    raw = _as_byte_array(message.data)
+    raw = byte_view(message.data)
     if raw.size == 0:
         raise ImageConversionError(
             f"compressed image message (format {image_format!r}) has no data; the publisher "
@@ -208,18 +208,18 @@ def _check_geometry(height: int, width: int, step: int, bytes_per_pixel: int,
         )
 
 
-def _as_byte_array(data) -> np.ndarray:
-    """View message data (bytes, bytearray, array.array, memoryview, uint8 array) as flat uint8."""
+def byte_view(data, subject: str = "image message",
+              error: type[ValueError] = ImageConversionError) -> np.ndarray:
+    """View message data (bytes, bytearray, array.array, memoryview, uint8 array) as flat uint8
+    without copying; ``error`` (naming ``subject``) for anything else."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
-            raise ImageConversionError(
-                f"image message data is a {data.dtype} array; it must hold uint8 bytes"
-            )
+            raise error(f"{subject} data is a {data.dtype} array; it must hold uint8 bytes")
         return data.reshape(-1)
     try:
         return np.frombuffer(data, dtype=np.uint8)
-    except TypeError as error:
-        raise ImageConversionError(
-            f"image message data of type {type(data).__name__} is not a byte buffer; pass "
+    except TypeError as cause:
+        raise error(
+            f"{subject} data of type {type(data).__name__} is not a byte buffer; pass "
             "bytes, bytearray, array.array('B'), memoryview or a uint8 NumPy array"
-        ) from error
+        ) from cause

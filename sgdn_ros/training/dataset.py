@@ -82,6 +82,17 @@ def sparse_grasp_batch(planes: np.ndarray, rectangles: Sequence[GraspRectangle],
 
 
 
+def check_scene_labels(num_scenes: int, num_angle_classes: int, width_channels: int) -> None:
+    """The checks every scene dataset starts with: some scenes, and a width target per pixel
+    (1) or per angle class (K)."""
+    if num_scenes < 1:
+        raise ValueError(f"num_scenes must be at least 1, got {num_scenes}")
+    if width_channels not in (1, num_angle_classes):
+        raise ValueError(
+            f"width_channels must be 1 or num_angle_classes ({num_angle_classes}), "
+            f"got {width_channels}")
+
+
 class GraspSceneDataset(Dataset):
     """``num_scenes`` generated scenes, seeds ``seed_start`` .. ``seed_start + num_scenes - 1``.
 
@@ -92,12 +103,7 @@ class GraspSceneDataset(Dataset):
 
     def __init__(self, num_scenes: int, *, seed_start: int = 0, num_angle_classes: int,
                  width_channels: int, max_width_px: float = 200.0) -> None:
-        if num_scenes < 1:
-            raise ValueError(f"num_scenes must be at least 1, got {num_scenes}")
-        if width_channels not in (1, num_angle_classes):
-            raise ValueError(
-                f"width_channels must be 1 or num_angle_classes ({num_angle_classes}), "
-                f"got {width_channels}")
+        check_scene_labels(num_scenes, num_angle_classes, width_channels)
         self.num_scenes = num_scenes
         self.seed_start = seed_start
         self.num_angle_classes = num_angle_classes

@@ -34,7 +34,7 @@ from sgdn_ros.core.depth_planes import (
 )
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.training.dataset import GraspBatch, sparse_grasp_batch
+from sgdn_ros.training.dataset import GraspBatch, check_scene_labels, sparse_grasp_batch
 from sgdn_ros.training.grasp_rectangles import GRASP_CLEARANCE_PX, GraspRectangle
 from sgdn_ros.training.metrics import EvaluationResult, angle_difference, evaluate_top_grasps
 from sgdn_ros.training.rgbd_scenes import RgbdScene, render_rgbd_scene
@@ -134,15 +134,10 @@ class RgbdSceneDataset(Dataset):
     def __init__(self, num_scenes: int, *, seed_start: int = 0, input_kind: str,
                  num_angle_classes: int, width_channels: int,
                  max_width_px: float = 200.0) -> None:
-        if num_scenes < 1:
-            raise ValueError(f"num_scenes must be at least 1, got {num_scenes}")
+        check_scene_labels(num_scenes, num_angle_classes, width_channels)
         if input_kind not in DEPTH_KINDS:
             raise ValueError(
                 f"input_kind must be one of {', '.join(DEPTH_KINDS)}, got {input_kind!r}")
-        if width_channels not in (1, num_angle_classes):
-            raise ValueError(
-                f"width_channels must be 1 or num_angle_classes ({num_angle_classes}), "
-                f"got {width_channels}")
         self.num_scenes = num_scenes
         self.seed_start = seed_start
         self.input_kind = input_kind

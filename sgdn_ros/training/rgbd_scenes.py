@@ -287,9 +287,8 @@ def _measure_depth(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
     return np.where(holes, 0, np.clip(noisy_mm, 1, 65535)).astype(np.uint16)
 
 
-def _edge_holes(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
-    """Bands along depth steps (> DEPTH_STEP_M between neighbours) where stereo matching fails:
-    their width wanders smoothly from none to EDGE_HOLE_MAX_WIDTH_PX on each side."""
+def depth_steps(depth_m: np.ndarray) -> np.ndarray:
+    """The pixels on either side of a depth step (> DEPTH_STEP_M between neighbours)."""
     steps = np.zeros(depth_m.shape, dtype=bool)
     across_cols = np.abs(np.diff(depth_m, axis=1)) > DEPTH_STEP_M
     across_rows = np.abs(np.diff(depth_m, axis=0)) > DEPTH_STEP_M
@@ -297,6 +296,13 @@ def _edge_holes(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
     steps[:, 1:] |= across_cols
     steps[:-1] |= across_rows
     steps[1:] |= across_rows
+    return steps
+
+
+def _edge_holes(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
+    """Bands along depth steps where stereo matching fails: their width wanders smoothly from
+    none to EDGE_HOLE_MAX_WIDTH_PX on each side."""
+    steps = depth_steps(depth_m)
     if not steps.any():
         return steps
     height, width = depth_m.shape
