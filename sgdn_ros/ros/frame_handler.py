@@ -19,7 +19,7 @@ from sgdn_ros.pipeline.loading import LoadedDetector
 from sgdn_ros.pipeline.stats import DetectorStats
 from sgdn_ros.ros.inputs import DEPTH_TOPIC, IMAGE_TOPIC, ReceivedFrame
 from sgdn_ros.ros.messages import (
-    depth_frame_from_messages,
+    depth_frame_with_camera_info,
     depth_metres_from_message,
     frame_from_message,
 )
@@ -87,7 +87,7 @@ class FrameHandler:
         """The grasps' 3-D poses, or None (counted, logged) when this frame's depth or
         camera_info cannot give any: its grasps still go out, without poses."""
         try:
-            depth = depth_frame_from_messages(depth_m, self._camera_info())
+            depth = depth_frame_with_camera_info(depth_m, self._camera_info())
             located = locate_grasps(detection, depth, self._gripper)
         except ValueError as error:
             self._refuse("depth_rejected", f"grasps published without 3-D poses: {error}")

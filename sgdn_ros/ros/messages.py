@@ -51,7 +51,7 @@ def depth_metres_from_message(depth: Image, depth_scale: float) -> np.ndarray:
                            depth.encoding, bool(depth.is_bigendian), depth_scale)
 
 
-def depth_frame_from_messages(depth_m: np.ndarray, camera_info: CameraInfo | None) -> DepthFrame:
+def depth_frame_with_camera_info(depth_m: np.ndarray, camera_info: CameraInfo | None) -> DepthFrame:
     """The depth in metres with its camera; ValueError when no camera_info has come."""
     if camera_info is None:
         raise DepthInputError(
