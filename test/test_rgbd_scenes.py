@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from sgdn_ros.training.depth_sensor import depth_steps
 from sgdn_ros.training.rgbd_geometry import TableObject, cast_rays
 from sgdn_ros.training.rgbd_scenes import (
     BOX_LENGTH_RANGE_M,
@@ -16,7 +17,6 @@ from sgdn_ros.training.rgbd_scenes import (
     OBJECT_HEIGHT_RANGE_M,
     RgbdCamera,
     RgbdScene,
-    depth_steps,
     realsense_camera,
     render_rgbd_scene,
 )

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sgdn_ros.training.depth_sensor import measure_depth
 from sgdn_ros.training.grasp_rectangles import ROUND_OBJECT_RATIO
 from sgdn_ros.training.rgbd_geometry import RgbdCamera, TableObject, cast_rays, realsense_camera
 from sgdn_ros.training.scene_objects import OBJECT_PALETTE_BGR
 from sgdn_ros.training.scenes import network_crop_bounds, render_tabletop_scene
-from sgdn_ros.training.tabletop import darken_under_shadow, distance_to
+from sgdn_ros.training.tabletop import darken_under_shadow
 
 __all__ = ["RgbdCamera", "RgbdScene", "TableObject", "TrueGrasp", "realsense_camera",
            "render_rgbd_scene"]
@@ -53,11 +54,6 @@ OBJECT_HEIGHT_RANGE_M = (0.02, 0.08)
 CYLINDER_FRACTION = 0.3
 CYLINDER_GRASP_ANGLES = 6
 MIN_OBJECT_GAP_PX = 20.0
-DEPTH_NOISE_MM_AT_REFERENCE = 1.0
-DEPTH_NOISE_REFERENCE_M = 0.6
-DEPTH_STEP_M = 0.01
-EDGE_HOLE_MAX_WIDTH_PX = 3.0
-RANDOM_HOLE_COUNT_RANGE = (3, 9)
 
 _PLACEMENT_ROUNDS = 8
 _PLACEMENT_ATTEMPTS = 400
@@ -69,7 +65,6 @@ _SHADOW_STRENGTH = 0.3
 _SHADOW_BLUR_SIGMA = 2.0
 _OPTICS_BLUR_SIGMA = 0.6
 _OBJECT_GRAIN = 1.5
-_HOLE_BAND_CELLS = (6, 8)
 
 
 @dataclass(frozen=True)
@@ -138,7 +133,7 @@ def render_rgbd_scene(
     bgr = _render_colour(seed, rng, camera, table_up, rays, depth, label, normals, objects)
     grasps = [grasp for index, obj in enumerate(objects)
               for grasp in _true_grasps(index, obj, camera)]
-    return RgbdScene(bgr=bgr, depth_mm=_measure_depth(rng, depth),
+    return RgbdScene(bgr=bgr, depth_mm=measure_depth(rng, depth),
                      depth_m_truth=depth.astype(np.float32), camera=camera,
                      table_up=_as_point(table_up), objects=tuple(objects),
                      true_grasps=tuple(grasps))
@@ -277,48 +272,6 @@ def _shadow_mask(camera: RgbdCamera, table_up: np.ndarray, light: np.ndarray,
         t, _ = cast_rays(obj, table_points, light)
         shadow[region][on_table] = np.maximum(shadow[region][on_table], np.isfinite(t))
     return shadow
-
-
-def _measure_depth(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
-    """The sensor's reading of ``depth_m``: uint16 millimetres, noisy, with holes (0)."""
-    sigma_mm = DEPTH_NOISE_MM_AT_REFERENCE * (depth_m / DEPTH_NOISE_REFERENCE_M) ** 2
-    noisy_mm = np.rint(depth_m * 1000.0 + rng.standard_normal(depth_m.shape) * sigma_mm)
-    holes = _edge_holes(rng, depth_m) | _random_holes(rng, depth_m.shape)
-    return np.where(holes, 0, np.clip(noisy_mm, 1, 65535)).astype(np.uint16)
-
-
-def depth_steps(depth_m: np.ndarray) -> np.ndarray:
-    """The pixels on either side of a depth step (> DEPTH_STEP_M between neighbours)."""
-    steps = np.zeros(depth_m.shape, dtype=bool)
-    across_cols = np.abs(np.diff(depth_m, axis=1)) > DEPTH_STEP_M
-    across_rows = np.abs(np.diff(depth_m, axis=0)) > DEPTH_STEP_M
-    steps[:, :-1] |= across_cols
-    steps[:, 1:] |= across_cols
-    steps[:-1] |= across_rows
-    steps[1:] |= across_rows
-    return steps
-
-
-def _edge_holes(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
-    """Bands along depth steps where stereo matching fails: their width wanders smoothly from
-    none to EDGE_HOLE_MAX_WIDTH_PX on each side."""
-    steps = depth_steps(depth_m)
-    if not steps.any():
-        return steps
-    height, width = depth_m.shape
-    wander = cv2.resize(rng.random(_HOLE_BAND_CELLS, dtype=np.float32), (width, height),
-                        interpolation=cv2.INTER_LINEAR)
-    band_px = wander * (EDGE_HOLE_MAX_WIDTH_PX + 1.0) - 1.0
-    return distance_to(steps) <= band_px
-
-
-def _random_holes(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """A few small round holes anywhere (specular spots, texture-less patches)."""
-    mask = np.zeros(shape, dtype=np.uint8)
-    for _ in range(rng.integers(*RANDOM_HOLE_COUNT_RANGE)):
-        centre = (int(rng.integers(shape[1])), int(rng.integers(shape[0])))
-        cv2.circle(mask, centre, int(rng.integers(1, 4)), 1, thickness=-1)
-    return mask.astype(bool)
 
 
 def _true_grasps(index: int, obj: TableObject, camera: RgbdCamera) -> list[TrueGrasp]:
