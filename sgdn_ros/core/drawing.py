@@ -115,6 +115,15 @@ def draw_grasps(
     return canvas
 
 
+def draw_grasp(image_bgr: np.ndarray, grasp: Grasp, colour_bgr: tuple[int, int, int]
+               ) -> np.ndarray:
+    """A copy of the image with one grasp drawn in ``colour_bgr`` (e.g. an attempt's outcome)."""
+    _require_bgr("image_bgr", image_bgr)
+    canvas = image_bgr.copy()
+    _draw_gripper(canvas, grasp, False, colour_bgr)
+    return canvas
+
+
 def render_heatmap(
     crop_bgr: np.ndarray, confidence: np.ndarray, grasps: Sequence[Grasp], alpha: float = 0.5
 ) -> np.ndarray:
