@@ -17,6 +17,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sgdn_ros.core.decoding import Grasp
+from sgdn_ros.core.geometry import rotation_from_quaternion
 from sgdn_ros.core.grasp3d import Grasp3D, GripperGeometry
 from sgdn_ros.ros.messages import pose_message
 
@@ -110,12 +111,7 @@ def _box_edges(marker: Marker) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _axes(quaternion: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The gripper's x (closing), y and z (approach) axes in the camera frame."""
-    x, y, z, w = quaternion
-    rotation = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    rotation = rotation_from_quaternion(quaternion)
     return rotation[:, 0], rotation[:, 1], rotation[:, 2]
 
 

@@ -84,6 +84,7 @@ class RgbdPlayer:
 
     def __init__(self, node: Node, frames: Sequence[tuple[np.ndarray, np.ndarray]],
                  camera: CameraModel, qos: QoSProfile = CAMERA_QOS) -> None:
+        """``frames``: (bgr, depth_mm) pairs for ``publish``; empty for ``publish_frame`` only."""
         self._node = node
         self._frames = list(frames)
         self._camera = camera
@@ -98,7 +99,11 @@ class RgbdPlayer:
 
     def publish(self, index: int) -> Image:
         """Camera_info, colour, then depth of frame ``index``; returns the colour message."""
-        bgr, depth_mm = self._frames[index]
+        return self.publish_frame(*self._frames[index])
+
+    def publish_frame(self, bgr: np.ndarray, depth_mm: np.ndarray) -> Image:
+        """Camera_info, colour, then depth of a frame given now (a live source, such as the
+        simulator); returns the colour message."""
         header = Header(stamp=self._node.get_clock().now().to_msg(),
                         frame_id=self._camera.frame_id)
         self._info.publish(camera_info_message(self._camera, header))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sgdn_ros.core.geometry import quaternion_from_rotation
 from sgdn_ros.sim.world import TIME_STEP_S, BinWorld, PlacedObject
 
 
@@ -135,7 +136,7 @@ class Gripper:
 
     def _base_pose(self, tips: np.ndarray, rotation: np.ndarray) -> tuple[list, list]:
         base = tips + rotation @ self._palm_offset
-        return base.tolist(), _quaternion(rotation)
+        return base.tolist(), list(quaternion_from_rotation(rotation))
 
     def _move(self, start: np.ndarray, end: np.ndarray, rotation: np.ndarray,
               opening: float | None, speed_m_s: float) -> None:
@@ -174,20 +175,3 @@ class Gripper:
                                       physicsClientId=self.world.client)
                    for finger in _FINGERS)
 
-
-def _quaternion(rotation: np.ndarray) -> list[float]:
-    """(x, y, z, w) of a proper rotation matrix (Shepperd's method, stable for all angles)."""
-    m = np.asarray(rotation, dtype=float)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i] = s / 4
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-    return [float(value) for value in q]

@@ -117,6 +117,14 @@ def command_bench(args: argparse.Namespace) -> int:
     return run_benchmark(frames=args.frames, write=args.write)
 
 
+def command_sim_eval(args: argparse.Namespace) -> int:
+    from sgdn_ros.tools.sim_eval import run_sim_eval
+
+    return run_sim_eval(scenes=args.scenes, objects=args.objects, seed=args.seed,
+                        split=args.split, planner=args.planner, model_path=args.model,
+                        out_dir=args.out)
+
+
 def command_export(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -231,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=60)
     bench.add_argument("--write", type=pathlib.Path, help="write the figures to this Markdown file")
     bench.set_defaults(run=command_bench)
+
+    sim_eval = commands.add_parser(
+        "sim-eval", help="grasp success in simulated clutter, through the node (pybullet, ROS)")
+    sim_eval.add_argument("--model", default="", help="model for the node; empty: the default")
+    sim_eval.add_argument("--scenes", type=int, default=20)
+    sim_eval.add_argument("--objects", type=int, default=5, help="objects per scene")
+    sim_eval.add_argument("--seed", type=int, default=100000, help="seed of the first scene")
+    sim_eval.add_argument("--split", choices=("held_out", "train"), default="held_out")
+    sim_eval.add_argument("--planner", choices=("node", "truth"), default="node",
+                          help="truth: the simulator's own grasps (model-free check, no ROS)")
+    sim_eval.add_argument("--out", type=pathlib.Path, default=pathlib.Path("sim_output"))
+    sim_eval.set_defaults(run=command_sim_eval)
 
     export = commands.add_parser(
         "export", help="PyTorch checkpoint -> ONNX (published tensor names), with a parity check")
