@@ -19,6 +19,7 @@ true as the physics; executing the best of them is the bench's model-free sanity
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,8 @@ HEIGHT_PREFERENCE_M = 0.1  # the planner's bonus for a grasp 0.1 m higher equals
 QUALITY_DISTANCE_M = 0.03  # off the centre of mass by this, a grasp's quality falls to 1/e
 CENTRE_STRIDE_PX = 4
 _DEPTH_STEP_M = 0.002
+_PAD_POINTS = tuple((height, side) for height in CONTACT_HEIGHTS_M for side in PAD_SIDES)
+_PAD_MIDDLE = tuple((CONTACT_HEIGHTS_M[1], side) for side in PAD_SIDES)
 _RAY_BATCH = 8192  # pybullet drops rays beyond MAX_RAY_INTERSECTION_BATCH_SIZE - 1
 
 
@@ -85,12 +88,17 @@ def true_grasps(world: BinWorld, camera: TopDownCamera, frame: RgbdFrame,
     target_depth = np.minimum(TARGET_GRASP_DEPTH_M,
                               0.6 * np.maximum(top_world[:, 2] - object_bottom, 0.0))
     nominal_tips = top_world - np.array([0.0, 0.0, 1.0]) * target_depth[:, None]
-    width, _ = _antipodal_contacts(world, placed, nominal_tips, closing, gripper)
-    opening = width + 2 * CLEARANCE_M
-    candidate = np.flatnonzero(np.isfinite(width) & (opening <= gripper.max_opening_m)
-                               & (target_depth >= MIN_GRASP_DEPTH_M))
-    if candidate.size == 0:
-        return []
+    # one ray pair per candidate first (most fail there), the whole pads on the survivors
+    opening = np.full(len(nominal_tips), np.nan)
+    candidate = np.flatnonzero(target_depth >= MIN_GRASP_DEPTH_M)
+    for pad_points in (_PAD_MIDDLE, _PAD_POINTS):
+        width, _ = _antipodal_contacts(world, placed, nominal_tips[candidate],
+                                       closing[candidate], gripper, pad_points)
+        opening[candidate] = width + 2 * CLEARANCE_M
+        candidate = candidate[np.isfinite(width)
+                              & (opening[candidate] <= gripper.max_opening_m)]
+        if candidate.size == 0:
+            return []
     tips_optical = _lowered_tips(frame, camera, rows_k[candidate], cols_k[candidate],
                                  angles_k[candidate], opening[candidate],
                                  target_depth[candidate], gripper)
@@ -99,7 +107,8 @@ def true_grasps(world: BinWorld, camera: TopDownCamera, frame: RgbdFrame,
     tips = camera.to_world(tips_optical)
     # the contacts again where the tips really end up; the opening the fingers were checked at
     # must still leave half the clearance on each side
-    final_width, alignment = _antipodal_contacts(world, placed, tips, closing[candidate], gripper)
+    final_width, alignment = _antipodal_contacts(world, placed, tips, closing[candidate], gripper,
+                                                 _PAD_POINTS)
     holds = np.isfinite(final_width) & (final_width + CLEARANCE_M <= opening[candidate])
     centre_of_mass = np.array(world.pose(placed)[0])
     off_centre = np.linalg.norm((tips - centre_of_mass)[:, :2], axis=1)
@@ -112,7 +121,8 @@ def true_grasps(world: BinWorld, camera: TopDownCamera, frame: RgbdFrame,
 
 
 def _antipodal_contacts(world: BinWorld, placed: PlacedObject, tips: np.ndarray,
-                        closing: np.ndarray, gripper: GripperSpec
+                        closing: np.ndarray, gripper: GripperSpec,
+                        pad_points: Sequence[tuple[float, float]]
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Contact width (NaN when not antipodal on this object) and the worse normal alignment.
 
@@ -123,7 +133,6 @@ def _antipodal_contacts(world: BinWorld, placed: PlacedObject, tips: np.ndarray,
     count = len(tips)
     across = np.stack([-closing[:, 1], closing[:, 0], np.zeros(count)], axis=1)
     reach = gripper.max_opening_m / 2 + CLEARANCE_M
-    pad_points = [(height, side) for height in CONTACT_HEIGHTS_M for side in PAD_SIDES]
     starts, ends = [], []
     for height, side in pad_points:
         base = tips + np.array([0.0, 0.0, height]) + across * (side * gripper.finger_width_m)
@@ -206,16 +215,26 @@ class TrueGraspPlanner:
         self._num_angle_classes = num_angle_classes
 
     def __call__(self, frame: SensorFrame) -> PlannedGrasp | None:
-        candidates = [grasp for placed in self._world.objects
-                      for grasp in true_grasps(self._world, self._camera, frame.truth, placed,
-                                               self._gripper, self._num_angle_classes)]
-        if not candidates:
-            return None
-        best = max(candidates,
-                   key=lambda grasp: grasp.quality + grasp.tips_world[2] / HEIGHT_PREFERENCE_M)
-        return PlannedGrasp(np.array(best.tips_world), top_down_rotation(best.closing_world),
-                            best.width_m, best.row, best.col, best.angle, best.width_px,
-                            best.quality)
+        return best_true_grasp(scene_true_grasps(self._world, self._camera, frame.truth,
+                                                 self._gripper, self._num_angle_classes))
+
+
+def scene_true_grasps(world: BinWorld, camera: TopDownCamera, frame: RgbdFrame,
+                      gripper: GripperSpec, num_angle_classes: int) -> list[TrueGrasp]:
+    """The true grasps of every object in ``world``."""
+    return [grasp for placed in world.objects
+            for grasp in true_grasps(world, camera, frame, placed, gripper, num_angle_classes)]
+
+
+def best_true_grasp(candidates: Sequence[TrueGrasp]) -> PlannedGrasp | None:
+    """The best of ``candidates``, highest object first; None when there is none."""
+    if not candidates:
+        return None
+    best = max(candidates,
+               key=lambda grasp: grasp.quality + grasp.tips_world[2] / HEIGHT_PREFERENCE_M)
+    return PlannedGrasp(np.array(best.tips_world), top_down_rotation(best.closing_world),
+                        best.width_m, best.row, best.col, best.angle, best.width_px,
+                        best.quality)
 
 
 def top_down_rotation(closing_world: tuple[float, float, float]) -> np.ndarray:

@@ -125,6 +125,18 @@ def command_sim_eval(args: argparse.Namespace) -> int:
                         out_dir=args.out)
 
 
+def command_sim_data(args: argparse.Namespace) -> int:
+    from sgdn_ros.sim.training_data import write_training_scenes
+
+    started = time.monotonic()
+    seeds = range(args.seed, args.seed + args.scenes)
+    count = write_training_scenes(args.output, seeds, args.classes, workers=args.workers)
+    print(f"sgdn-ros sim-data: {count} frames of {args.scenes} scenes (seeds {seeds[0]}.."
+          f"{seeds[-1]}, training objects) in {args.output} ({args.output.stat().st_size / 1e6:.1f}"
+          f" MB, {time.monotonic() - started:.0f} s)")
+    return 0
+
+
 def command_export(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -251,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="truth: the simulator's own grasps (model-free check, no ROS)")
     sim_eval.add_argument("--out", type=pathlib.Path, default=pathlib.Path("sim_output"))
     sim_eval.set_defaults(run=command_sim_eval)
+
+    sim_data = commands.add_parser(
+        "sim-data", help="simulated depth scenes with true grasps, for `train --scenes`")
+    sim_data.add_argument("output", type=pathlib.Path, help="the scene store to write (.npz)")
+    sim_data.add_argument("--scenes", type=int, default=200)
+    sim_data.add_argument("--seed", type=int, default=0, help="seed of the first scene")
+    sim_data.add_argument("--classes", type=int, default=18, help="angle classes K (even)")
+    sim_data.add_argument("--workers", type=int, default=1, help="processes")
+    sim_data.set_defaults(run=command_sim_data)
 
     export = commands.add_parser(
         "export", help="PyTorch checkpoint -> ONNX (published tensor names), with a parity check")

@@ -55,14 +55,15 @@ class GraspBatch:
 
 def sparse_grasp_batch(planes: np.ndarray, rectangles: Sequence[GraspRectangle],
                        num_angle_classes: int, width_channels: int,
-                       max_width_px: float) -> GraspBatch:
+                       max_width_px: float, centre_radius_px: float = 2.0) -> GraspBatch:
     """One image's input and its labels, sparse at the grasp-centre pixels (``GraspBatch``).
 
     ``width_channels`` 1 keeps the widest valid opening per pixel (a wider opening still
     closes on the object); K keeps one per valid class.
     """
     height, width = planes.shape[-2:]
-    labels = label_maps(rectangles, height, width, num_angle_classes, max_width_px=max_width_px)
+    labels = label_maps(rectangles, height, width, num_angle_classes, max_width_px=max_width_px,
+                        centre_radius_px=centre_radius_px)
     rows, cols = np.nonzero(labels.able > 0.5)
     angle = np.ascontiguousarray(labels.angle[:, rows, cols].T)
     class_widths = np.ascontiguousarray(labels.width[:, rows, cols].T)
