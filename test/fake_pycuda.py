@@ -89,6 +89,19 @@ class FakeCuda:
         self.events.append(f"{kind} freed")
 
 
+class FakeDriverStack:
+    """``cuda_context.DriverContextStack`` over the fake driver stack."""
+
+    def __init__(self, cuda: FakeCuda) -> None:
+        self._cuda = cuda
+
+    def current(self) -> int | None:
+        return self._cuda.driver_stack[-1] if self._cuda.driver_stack else None
+
+    def pop(self) -> None:
+        self._cuda.driver_stack.pop()
+
+
 class FakeAllocation:
     def __init__(self, cuda: FakeCuda, address: int, kind: str) -> None:
         self._cuda, self._address, self._kind = cuda, address, kind

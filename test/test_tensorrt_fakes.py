@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from fake_pycuda import FakeCuda
+from fake_pycuda import FakeCuda, FakeDriverStack
 from fake_tensorrt import NULLPTR, RELEASES, Behaviour, DataType, make_fake_tensorrt
 
 from sgdn_ros.backends import BackendOptions, BackendUnavailable, ModelLoadError, create_backend
@@ -19,6 +19,7 @@ from sgdn_ros.backends.tensorrt.module import load_tensorrt
 from sgdn_ros.backends.tensorrt.runtime import TensorRTBackend
 from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensorrt_log import KEPT_ERRORS, tensorrt_log
+from sgdn_ros.gpu import cuda_context
 from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 from sgdn_ros.tools.engine_commands import engine_precision
 
@@ -61,6 +62,7 @@ def cuda(monkeypatch) -> FakeCuda:
     fake = FakeCuda()
     monkeypatch.setitem(sys.modules, "pycuda", fake.package)
     monkeypatch.setitem(sys.modules, "pycuda.driver", fake.driver)
+    monkeypatch.setattr(cuda_context, "DriverContextStack", lambda: FakeDriverStack(fake))
     return fake
 
 
@@ -103,7 +105,7 @@ def test_auto_falls_back_on_every_way_tensorrt_cannot_run(monkeypatch, model, tm
         assert isinstance(backend, OnnxRuntimeBackend)
         assert "after skipping tensorrt (" in backend.selection_reason
     # pycuda holds nothing; the driver entry pycuda's detach leaves is defect 4, still open.
-    assert cuda.pycuda_stack == [] and cuda.retained == 0
+    assert cuda.pycuda_stack == [] and cuda.driver_stack == [] and cuda.retained == 0
 
 
 def test_auto_falls_back_without_pycuda_or_tensorrt(monkeypatch, model):
@@ -155,7 +157,7 @@ def test_release_order_and_a_failing_free(monkeypatch, model, tmp_path, cuda):
     assert fake.released == ["execution context", "engine", "runtime"]
     frees = [event for event in cuda.events if "free" in event]
     assert frees[0] == "device free failed" and len(frees) == 8  # 4 device, 4 host buffers
-    assert cuda.pycuda_stack == [] and cuda.retained == 0
+    assert cuda.pycuda_stack == [] and cuda.driver_stack == [] and cuda.retained == 0
 
 
 def test_bf16_io_is_a_model_error(monkeypatch, model, tmp_path, cuda):
@@ -164,7 +166,7 @@ def test_bf16_io_is_a_model_error(monkeypatch, model, tmp_path, cuda):
     with pytest.raises(ModelLoadError, match="bf16.*float32") as raised:
         TensorRTBackend(model, cache_dir=tmp_path, logger=lambda line: None)
     assert not isinstance(raised.value, BackendUnavailable)
-    assert cuda.pycuda_stack == [] and cuda.retained == 0
+    assert cuda.pycuda_stack == [] and cuda.driver_stack == [] and cuda.retained == 0
 
 
 def test_int8_is_refused_with_its_reason_everywhere(model):
@@ -207,3 +209,28 @@ def test_nvidia_smi_answers_only_where_its_order_is_cudas(monkeypatch, tmp_path,
     monkeypatch.setenv("CUDA_DEVICE_ORDER", order or "FASTEST_FIRST")
     found = detect_gpu(0, sources=("nvidia-smi",))
     assert (found.name if found != NO_GPU else None) == expected
+
+
+def test_context_cycles_leave_no_context_current(cuda):
+    """Defect 4: each release used to leave the primary context current on the thread."""
+    for _ in range(100):
+        context = cuda_context.CudaContext(0)
+        context.push()
+        context.release()
+    assert cuda.driver_stack == [] and cuda.pycuda_stack == [] and cuda.retained == 0
+
+
+@pytest.mark.parametrize("inner_popped_first", [False, True])
+def test_two_holders_of_the_primary_context_release_in_turn(cuda, inner_popped_first):
+    """The TensorRT backend and the GPU pre/post-processing each retain and push the primary
+    context on the inference thread and release in reverse order: the inner one's release
+    must not pop the outer one's push."""
+    outer, inner = cuda_context.CudaContext(0), cuda_context.CudaContext(0)
+    outer.push()
+    inner.push()
+    if inner_popped_first:
+        inner.pop()
+    inner.release()
+    assert cuda.driver_stack == [0xC0] and len(cuda.pycuda_stack) == 1  # outer still current
+    outer.release()
+    assert cuda.driver_stack == [] and cuda.pycuda_stack == [] and cuda.retained == 0

@@ -10,10 +10,17 @@ Use it from ONE thread, the inference thread: create and ``push`` it when that t
 create streams, buffers and processors while it is current, close them, then ``pop`` and
 ``release`` before the thread ends (or use it as a context manager, which pushes and pops).
 pycuda releases a context only on the thread that retained it, hence creation on that thread too.
+
+Releasing has one trap: pycuda's ``detach`` of a context that is not current pushes it and
+counts on the release to pop it, as ``cuCtxDetach`` does; ``cuDevicePrimaryCtxRelease`` does
+not pop, so after every release the primary context would stay current on the thread, one more
+driver stack entry per create/close cycle. ``release`` pops that entry at the driver level
+(``DriverContextStack``), where pycuda's own stack never recorded it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from types import ModuleType, TracebackType
 
@@ -31,6 +38,25 @@ def import_pycuda_driver() -> ModuleType:
             f"pycuda is not installed ({error}); install pycuda on the GPU machine or use the "
             "CPU pre- and post-processing") from error
     return driver
+
+
+class DriverContextStack:
+    """The CUDA driver's context stack of the calling thread, through libcuda itself."""
+
+    def __init__(self) -> None:
+        self._libcuda = ctypes.CDLL("libcuda.so.1")
+
+    def current(self) -> int | None:
+        """The handle of the context current on this thread (None for none)."""
+        handle = ctypes.c_void_p()
+        if self._libcuda.cuCtxGetCurrent(ctypes.byref(handle)) != 0:
+            return None
+        return handle.value
+
+    def pop(self) -> None:
+        """Pop the top entry, even one whose context no longer exists (after the last release
+        of a primary context cuCtxPopCurrent refuses it; cuCtxSetCurrent(NULL) pops it)."""
+        self._libcuda.cuCtxSetCurrent(ctypes.c_void_p(None))
 
 
 class CudaContext:
@@ -54,6 +80,7 @@ class CudaContext:
         self._driver = driver
         self.device_name: str = driver.Device(device).name()
         self._context = driver.Device(device).retain_primary_context()
+        self._driver_stack = DriverContextStack()
         self._pushed_on: int | None = None
 
     def push(self) -> None:
@@ -77,13 +104,17 @@ class CudaContext:
         self._pushed_on = None
 
     def release(self) -> None:
-        """Pop if still pushed, then give the primary context back; safe to call twice."""
+        """Pop if still pushed, then give the primary context back, leaving the thread's
+        context stack as it was before ``push`` (module docstring); safe to call twice."""
         if self._context is None:
             return
         if self._pushed_on is not None:
             self.pop()
+        handle = self._context.handle
         self._context.detach()
         self._context = None
+        if self._driver_stack.current() == handle:
+            self._driver_stack.pop()
 
     def __enter__(self) -> CudaContext:
         self.push()
