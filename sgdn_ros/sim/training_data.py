@@ -58,15 +58,17 @@ def _stored(frame: SensorFrame, grasps) -> StoredFrame:
     return StoredFrame(depth_mm, rows[inside])
 
 
-def record_scene(seed: int, num_angle_classes: int) -> list[StoredFrame]:
-    """The frames of scene ``seed`` (training objects only)."""
+def record_scene(seed: int, num_angle_classes: int, num_objects: int | None = None
+                 ) -> list[StoredFrame]:
+    """The frames of scene ``seed`` (training objects only; ``num_objects`` None: drawn from
+    OBJECT_COUNT_RANGE)."""
     rng = np.random.default_rng([seed, 2])
     height = float(rng.uniform(*CAMERA_HEIGHT_RANGE_M))
+    count = int(rng.integers(OBJECT_COUNT_RANGE[0], OBJECT_COUNT_RANGE[1] + 1))
     camera = TopDownCamera(realsense_camera(height), height)
     spec = GripperSpec()
     with BinWorld() as world:
-        world.drop_objects(seed, int(rng.integers(OBJECT_COUNT_RANGE[0],
-                                                  OBJECT_COUNT_RANGE[1] + 1)), "train")
+        world.drop_objects(seed, num_objects or count, "train")
         planner = _RecordingPlanner(world, camera, spec, num_angle_classes)
         clear_tray(world, Gripper(world, spec), camera, planner, seed)
     return planner.frames
