@@ -12,8 +12,8 @@ import pytest
 from sgdn_ros.training.stored_scenes import (
     STORE_MARGIN_PX,
     SceneStore,
-    StoredDepthDataset,
     StoredFrame,
+    StoredSceneDataset,
     turn_frame,
     write_scene_store,
 )
@@ -23,11 +23,13 @@ SIZE = 320 + 2 * STORE_MARGIN_PX
 
 
 def bar_frame() -> StoredFrame:
-    """A 150 x 12 px bar, 40 mm high, lying along the rows of a floor 650 mm away, and one
-    grasp across it (class K/2: the finger line vertical on screen)."""
+    """A 150 x 12 px bar, 40 mm high, lying along the rows of a floor 650 mm away, dark on a
+    light floor, and one grasp across it (class K/2: the finger line vertical on screen)."""
     depth = np.full((SIZE, SIZE), 650, dtype=np.uint16)
     depth[100:112, 60:210] = 610
-    return StoredFrame(depth, np.array([[105.5, 130.0, K // 2, 30.0]], dtype=np.float32))
+    bgr = np.full((SIZE, SIZE, 3), 220, dtype=np.uint8)
+    bgr[100:112, 60:210] = 30
+    return StoredFrame(depth, np.array([[105.5, 130.0, K // 2, 30.0]], dtype=np.float32), bgr)
 
 
 def _bar_axis(depth_mm: np.ndarray) -> np.ndarray:
@@ -39,9 +41,10 @@ def _bar_axis(depth_mm: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("mirror", [False, True])
 @pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
 def test_turned_frames_keep_each_grasp_across_its_bar(quarter_turns, mirror):
-    frame = bar_frame()
-    depth, grasps = turn_frame(frame.depth_mm, frame.grasps, quarter_turns, mirror, K)
-    row, col, angle_class, width = grasps[0]
+    turned = turn_frame(bar_frame(), quarter_turns, mirror, K)
+    depth = turned.depth_mm
+    row, col, angle_class, width = turned.grasps[0]
+    np.testing.assert_array_equal(turned.bgr[:, :, 0] < 100, depth < 640)  # colour turned too
     assert depth[int(round(row)), int(round(col))] == 610  # still on the bar
     angle = angle_class * math.pi / K
     finger_line = np.array([math.cos(angle), -math.sin(angle)])  # (dcol, drow)
@@ -57,6 +60,10 @@ def test_the_store_keeps_frames_and_grasps(tmp_path):
     write_scene_store(tmp_path / "scenes.npz", frames, K)
     store = SceneStore(tmp_path / "scenes.npz")
     assert len(store) == 3 and store.grasp_count == 8 and store.num_angle_classes == K
+    assert not store.has_colour and store.frame(0).bgr is None
+    with pytest.raises(ValueError, match="sim-data --colour"):
+        StoredSceneDataset(store, 3, input_kind="depth_bgr", num_angle_classes=K,
+                           width_channels=1)
     for index, frame in enumerate(frames):
         np.testing.assert_array_equal(store.frame(index).depth_mm, frame.depth_mm)
         np.testing.assert_array_equal(store.frame(index).grasps, frame.grasps)
@@ -64,7 +71,7 @@ def test_the_store_keeps_frames_and_grasps(tmp_path):
 
 def test_reads_give_noisy_planes_and_labels_at_the_grasps(tmp_path):
     write_scene_store(tmp_path / "bar.npz", [bar_frame()], K)
-    dataset = StoredDepthDataset(SceneStore(tmp_path / "bar.npz"), 4, num_angle_classes=K,
+    dataset = StoredSceneDataset(SceneStore(tmp_path / "bar.npz"), 4, num_angle_classes=K,
                                  width_channels=1)
     first, second = dataset[0], dataset[1]
     assert first.images.shape == (1, 1, 320, 320)
@@ -73,8 +80,13 @@ def test_reads_give_noisy_planes_and_labels_at_the_grasps(tmp_path):
     planes = first.images[0, 0].numpy()
     assert able.sum() > 0 and (planes[able > 0.5] < planes.mean()).all()  # on the bar: nearer
     assert first.angle.shape[1] == K and (first.angle.sum(axis=1) == 1).all()
+    for kind, channels in (("bgr", 3), ("depth_bgr", 4)):
+        coloured = StoredSceneDataset(SceneStore(tmp_path / "bar.npz"), 1, input_kind=kind,
+                                      num_angle_classes=K, width_channels=1)[0]
+        assert coloured.images.shape == (1, channels, 320, 320)
+        np.testing.assert_array_equal(coloured.able, first.able)  # same read, same turn
     with pytest.raises(ValueError, match="--classes 18"):
-        StoredDepthDataset(SceneStore(tmp_path / "bar.npz"), 4, num_angle_classes=12,
+        StoredSceneDataset(SceneStore(tmp_path / "bar.npz"), 4, num_angle_classes=12,
                            width_channels=1)
 
 

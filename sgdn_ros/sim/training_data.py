@@ -32,20 +32,22 @@ class _RecordingPlanner:
     """Plans with the true grasps and keeps each frame with all of them."""
 
     def __init__(self, world: BinWorld, camera: TopDownCamera, gripper: GripperSpec,
-                 num_angle_classes: int) -> None:
+                 num_angle_classes: int, colour: bool) -> None:
         self._world, self._camera, self._gripper = world, camera, gripper
         self._num_angle_classes = num_angle_classes
+        self._colour = colour
         self.frames: list[StoredFrame] = []
 
     def __call__(self, frame: SensorFrame) -> PlannedGrasp | None:
         grasps = scene_true_grasps(self._world, self._camera, frame.truth, self._gripper,
                                    self._num_angle_classes)
-        self.frames.append(_stored(frame, grasps))
+        self.frames.append(_stored(frame, grasps, self._colour))
         return best_true_grasp(grasps)
 
 
-def _stored(frame: SensorFrame, grasps) -> StoredFrame:
-    """The centre crop plus margin of the noiseless depth, and the grasps inside it."""
+def _stored(frame: SensorFrame, grasps, colour: bool) -> StoredFrame:
+    """The centre crop plus margin of the noiseless depth (and of the colour), and the grasps
+    inside it."""
     size = NETWORK_INPUT_PX + 2 * STORE_MARGIN_PX
     height, width = frame.truth.depth_m.shape
     top, left = (height - size) // 2, (width - size) // 2
@@ -55,11 +57,12 @@ def _stored(frame: SensorFrame, grasps) -> StoredFrame:
                      for grasp in grasps], dtype=np.float32).reshape(-1, 4)
     inside = ((rows[:, 0] >= 0) & (rows[:, 0] < size) & (rows[:, 1] >= 0)
               & (rows[:, 1] < size))
-    return StoredFrame(depth_mm, rows[inside])
+    bgr = frame.bgr[top:top + size, left:left + size].copy() if colour else None
+    return StoredFrame(depth_mm, rows[inside], bgr)
 
 
-def record_scene(seed: int, num_angle_classes: int, num_objects: int | None = None
-                 ) -> list[StoredFrame]:
+def record_scene(seed: int, num_angle_classes: int, num_objects: int | None = None,
+                 colour: bool = False) -> list[StoredFrame]:
     """The frames of scene ``seed`` (training objects only; ``num_objects`` None: drawn from
     OBJECT_COUNT_RANGE)."""
     rng = np.random.default_rng([seed, 2])
@@ -69,16 +72,16 @@ def record_scene(seed: int, num_angle_classes: int, num_objects: int | None = No
     spec = GripperSpec()
     with BinWorld() as world:
         world.drop_objects(seed, num_objects or count, "train")
-        planner = _RecordingPlanner(world, camera, spec, num_angle_classes)
+        planner = _RecordingPlanner(world, camera, spec, num_angle_classes, colour)
         clear_tray(world, Gripper(world, spec), camera, planner, seed)
     return planner.frames
 
 
 def write_training_scenes(path: pathlib.Path, seeds: Sequence[int], num_angle_classes: int,
-                          workers: int = 1) -> int:
+                          workers: int = 1, colour: bool = False) -> int:
     """Record the scenes of ``seeds`` (``workers`` processes) into one store; returns the
     number of frames."""
-    arguments = [(seed, num_angle_classes) for seed in seeds]
+    arguments = [(seed, num_angle_classes, None, colour) for seed in seeds]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             scenes = pool.starmap(record_scene, arguments, chunksize=1)

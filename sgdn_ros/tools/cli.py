@@ -108,7 +108,7 @@ def command_play(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from sgdn_ros.tools.demo import run_demo
 
-    return run_demo(args.out, count=args.count, seed=args.seed)
+    return run_demo(args.out, count=args.count, seed=args.seed, sim=args.sim)
 
 
 def command_bench(args: argparse.Namespace) -> int:
@@ -130,7 +130,8 @@ def command_sim_data(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     seeds = range(args.seed, args.seed + args.scenes)
-    count = write_training_scenes(args.output, seeds, args.classes, workers=args.workers)
+    count = write_training_scenes(args.output, seeds, args.classes, workers=args.workers,
+                                  colour=args.colour)
     print(f"sgdn-ros sim-data: {count} frames of {args.scenes} scenes (seeds {seeds[0]}.."
           f"{seeds[-1]}, training objects) in {args.output} ({args.output.stat().st_size / 1e6:.1f}"
           f" MB, {time.monotonic() - started:.0f} s)")
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_output"))
     demo.add_argument("--count", type=int, default=6, help="number of scenes")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--sim", action="store_true",
+                      help="also the bin-picking bench on a few held-out scenes (pybullet)")
     demo.set_defaults(run=command_demo)
 
     bench = commands.add_parser("bench", help="per-stage and end-to-end timings (CPU, ROS)")
@@ -271,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_data.add_argument("--seed", type=int, default=0, help="seed of the first scene")
     sim_data.add_argument("--classes", type=int, default=18, help="angle classes K (even)")
     sim_data.add_argument("--workers", type=int, default=1, help="processes")
+    sim_data.add_argument("--colour", action="store_true",
+                          help="keep colour too (JPEG, ~30 KB a frame) for bgr/depth_bgr models")
     sim_data.set_defaults(run=command_sim_data)
 
     export = commands.add_parser(

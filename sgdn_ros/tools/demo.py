@@ -42,6 +42,10 @@ START_TIMEOUT_S = 60.0
 FRAME_TIMEOUT_S = 30.0
 
 
+SIM_SCENES, SIM_OBJECTS, SIM_SEED = 3, 5, 900000
+SIM_MODEL = ""
+
+
 def _grasp_verdict(grasp: Grasp, objects: list[SceneObject]) -> str:
     """How the received grasp compares with the scene's true grasps (Cornell rectangle metric)."""
     predicted = rectangle_from_grasp(grasp)
@@ -54,7 +58,7 @@ def _grasp_verdict(grasp: Grasp, objects: list[SceneObject]) -> str:
             f"{math.degrees(angle_difference(predicted.angle, best.angle)):.1f} deg)")
 
 
-def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
+def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0, sim: bool = False) -> int:
     domain = isolate_dds()
     scenes = write_demo_scenes(output_dir / "scenes", count=count, seed=seed)
     print(f"demo: {len(scenes)} sample tabletop scenes in {output_dir / 'scenes'}; "
@@ -69,7 +73,15 @@ def run_demo(output_dir: pathlib.Path, count: int = 6, seed: int = 0) -> int:
         exit_code = detector.stop()
         session.close()
         print(f"demo: detector stopped (exit code {exit_code}); its log: {detector.log_path}")
-    return colour_result or run_depth_demo(output_dir, seed=seed)
+    result = colour_result or run_depth_demo(output_dir, seed=seed)
+    if result or not sim:
+        return result
+    from sgdn_ros.tools.sim_eval import run_sim_eval
+
+    print("demo (sim): the bin-picking bench, held-out objects, through the node")
+    return run_sim_eval(scenes=SIM_SCENES, objects=SIM_OBJECTS, seed=SIM_SEED + seed,
+                        split="held_out", planner="node", model_path=SIM_MODEL,
+                        out_dir=output_dir / "sim")
 
 
 def _play_and_report(session: RosSession, detector: DetectorProcess, scenes,

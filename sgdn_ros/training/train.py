@@ -41,7 +41,7 @@ from sgdn_ros.training.dataset import GraspBatch, GraspSceneDataset, collate_sce
 from sgdn_ros.training.losses import LossParts, set_able_prior, sgdn_loss
 from sgdn_ros.training.rgbd_dataset import RgbdSceneDataset
 from sgdn_ros.training.run_control import LossLog, StopSignals
-from sgdn_ros.training.stored_scenes import SceneStore, StoredDepthDataset
+from sgdn_ros.training.stored_scenes import SceneStore, StoredSceneDataset
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_LOG_FILE = "losses.csv"
@@ -88,7 +88,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     time_limit_s: float | None = None
     max_width_px: float = 200.0
-    scene_store: str | None = None  # simulated depth scenes (`sgdn-ros sim-data`) to train on
+    scene_store: str | None = None  # simulated scenes (`sgdn-ros sim-data`) to train on
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -96,9 +96,6 @@ class TrainConfig:
         if self.input_kind not in INPUT_KINDS:
             raise ValueError(
                 f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
-        if self.scene_store is not None and self.input_kind != "depth":
-            raise ValueError(f"a scene store holds depth only: train it with --input-kind "
-                             f"depth, not {self.input_kind!r}")
         if self.num_angle_classes is not None and self.num_angle_classes < 2:
             raise ValueError(
                 f"num_angle_classes must be at least 2 (or None for the preset's), "
@@ -171,7 +168,8 @@ def _scene_loader(config: TrainConfig, model_config: SGDNConfig,
               "width_channels": model_config.width_channels,
               "max_width_px": config.max_width_px}
     if config.scene_store is not None:
-        dataset = StoredDepthDataset(SceneStore(config.scene_store), **scenes)
+        dataset = StoredSceneDataset(SceneStore(config.scene_store), **scenes,
+                                     input_kind=config.input_kind)
     elif config.input_kind == "bgr":
         dataset = GraspSceneDataset(**scenes)
     else:
@@ -366,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-width-px", type=float, default=defaults.max_width_px,
                         help="grasp width that a width output of 1 stands for")
     parser.add_argument("--scenes", dest="scene_store", default=None,
-                        help="train on this scene store (`sgdn-ros sim-data`, depth) instead "
-                             "of generated scenes")
+                        help="train on this scene store (`sgdn-ros sim-data`) instead of "
+                             "generated scenes")
     return parser
 
 
