@@ -73,3 +73,13 @@ def test_a_missing_checkpoint_costs_no_torch_import(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "model file not found" in result.stdout
+
+
+def test_the_depth_default_is_shipped_and_takes_depth():
+    from sgdn_ros.models.default import DEPTH_MODEL_NAME
+
+    path, description = resolve_model_path(DEPTH_MODEL_NAME)
+    assert path.is_file() and path.stat().st_size < 10 * 2**20
+    assert "depth" in description and "use_depth" in description
+    with create_backend("onnxruntime", path) as backend:
+        assert backend.info.input_kind == "depth" and backend.info.num_angle_classes == 18

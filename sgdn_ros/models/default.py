@@ -1,7 +1,9 @@
 """Which model the detector runs when `model_path` names none.
 
 Empty: the trained default shipped inside the package (`models/`, see models/README.md: a
-light SGDN trained on the project's synthetic grasp scenes). `synthetic`: the constant-filter
+light SGDN trained on the project's synthetic grasp scenes). `depth`: the second shipped
+default, a light SGDN on depth alone trained on the bin-picking simulator's scenes (training
+objects only), for a depth camera over clutter. `synthetic`: the constant-filter
 test model of `sgdn_ros.models.synthetic` (about 16 KB, generated into the user's cache on first
 use): not trained, but its outputs are predictable, which tests and debugging want.
 """
@@ -20,6 +22,11 @@ TRAINED_MODEL = pathlib.Path(__file__).resolve().parent / "sgdn_light_k18.onnx"
 TRAINED_MODEL_DESCRIPTION = (
     "the trained default model (light SGDN, K = 18, trained on synthetic tabletop scenes; "
     "set model_path to your own SGDN model for real objects)")
+DEPTH_MODEL = pathlib.Path(__file__).resolve().parent / "sgdn_light_depth_k18.onnx"
+DEPTH_MODEL_NAME = "depth"
+DEPTH_MODEL_DESCRIPTION = (
+    "the trained depth default (light SGDN on depth, K = 18, trained on simulated bin-picking "
+    "scenes; needs use_depth)")
 SYNTHETIC_MODEL_NAME = "synthetic"
 SYNTHETIC_NUM_ANGLE_CLASSES = 120
 SYNTHETIC_MODEL_DESCRIPTION = (
@@ -52,6 +59,8 @@ def resolve_model_path(model_path: str) -> tuple[pathlib.Path, str]:
         return TRAINED_MODEL, TRAINED_MODEL_DESCRIPTION
     if model_path == SYNTHETIC_MODEL_NAME:
         return synthetic_model_path(), SYNTHETIC_MODEL_DESCRIPTION
+    if model_path == DEPTH_MODEL_NAME:
+        return DEPTH_MODEL, DEPTH_MODEL_DESCRIPTION
     path = pathlib.Path(model_path).expanduser()
     problem = model_file_problem(path)
     if problem is not None:

@@ -137,7 +137,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "model_path",
         "SGDN model: an ONNX file, or a PyTorch checkpoint for the torch backend. Empty: the "
-        "trained default model shipped with the package; `synthetic`: the built-in test model.",
+        "trained default model shipped with the package; `depth`: the shipped depth model "
+        "trained on the bin-picking simulator (needs use_depth); `synthetic`: the built-in "
+        "test model.",
         sets="model_path"),
     ParameterSpec(
         "backend",

@@ -97,6 +97,10 @@ class RgbdPlayer:
         return min(publisher.get_subscription_count()
                    for publisher in (self._colour, self._depth, self._info))
 
+    def depth_subscription_count(self) -> int:
+        """Subscribers on depth and camera_info, all that a depth-only model listens to."""
+        return min(publisher.get_subscription_count() for publisher in (self._depth, self._info))
+
     def publish(self, index: int) -> Image:
         """Camera_info, colour, then depth of frame ``index``; returns the colour message."""
         return self.publish_frame(*self._frames[index])
