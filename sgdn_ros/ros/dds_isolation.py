@@ -7,6 +7,8 @@ import pathlib
 import random
 from collections.abc import MutableMapping
 
+from sgdn_ros.ros.compat import PROFILES_VARIABLES, fast_dds_profiles_variable
+
 LARGE_IMAGES_PROFILE = "fastdds_local_large_images.xml"
 
 # Domain ids 1..101 map to UDP ports that Fast DDS can use on Linux without clashing with the
@@ -27,13 +29,14 @@ def large_images_profile() -> pathlib.Path | None:
 
 def isolate_dds(environ: MutableMapping[str, str] = os.environ) -> int:
     """Discovery on loopback only, a domain of this run's own unless one is already set, and
-    (unless a profile is already chosen) the Fast DDS profile for large frames.
+    (unless a profile is already chosen) the Fast DDS profile for large frames, under the
+    variable name this distribution's Fast DDS reads.
 
     Must run before rclpy.init() (and is inherited by child processes). Returns the domain id.
     """
     environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     environ.setdefault("ROS_DOMAIN_ID", str(random.randint(_FIRST_DOMAIN, _LAST_DOMAIN)))
     profile = large_images_profile()
-    if profile is not None and "FASTRTPS_DEFAULT_PROFILES_FILE" not in environ:
-        environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    if profile is not None and not any(name in environ for name in PROFILES_VARIABLES):
+        environ[fast_dds_profiles_variable()] = str(profile)
     return int(environ["ROS_DOMAIN_ID"])
