@@ -7,4 +7,4 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo/scripts/setup_env.sh"
 source "$repo/scripts/env.sh"
 cd "$repo"
-sgdn-ros demo --out "${1:-demo_output}"
+sgdn-ros demo --sim --out "${1:-demo_output}"

@@ -43,7 +43,7 @@ FRAME_TIMEOUT_S = 30.0
 
 
 SIM_SCENES, SIM_OBJECTS, SIM_SEED = 3, 5, 900000
-SIM_MODEL = ""
+SIM_MODEL = "depth"
 
 
 def _grasp_verdict(grasp: Grasp, objects: list[SceneObject]) -> str:
