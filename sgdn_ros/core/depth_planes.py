@@ -15,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 
 from sgdn_ros.core.depth import fill_depth_holes
-from sgdn_ros.core.frames import RawImage, bgr_image_problem
+from sgdn_ros.core.frames import RawImage
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import (
     PreprocessConfig,
     PreprocessingError,
     image_size,
     locate_input,
+    require_bgr_image,
     write_through_tables,
 )
 
@@ -76,10 +77,8 @@ def write_depth_bgr_planes(depth_m: np.ndarray, image: RawImage | np.ndarray,
     """``depth_bgr_planes`` into ``planes``, a (4, H, W) float32 slot. The colour planes are
     written as the colour models' are (``write_through_tables``: one read of the crop), with
     the author's ``pixel / 255`` table, then the crop's mean is subtracted."""
-    problem = None if isinstance(image, RawImage) else bgr_image_problem(image)
-    if problem is not None:
-        raise PreprocessingError(
-            f"{problem}; convert the image message with sgdn_ros.core.frames first")
+    if not isinstance(image, RawImage):
+        require_bgr_image(image)
     _require_depth_image(depth_m)
     if depth_m.shape != image_size(image):
         height, width = image_size(image)

@@ -95,7 +95,7 @@ def crop_bgr(bgr: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Cro
     Padding is the mean colour, rounded, so it is what the network sees as (nearly) zero input.
     Used for the debug heatmap and the txt export, not for inference.
     """
-    _require_bgr_image(bgr)
+    require_bgr_image(bgr)
     window, target, geometry = locate_input(bgr, config)
     crop = np.empty((config.input_height, config.input_width, 3), dtype=np.uint8)
     if window.shape[:2] != crop.shape[:2]:
@@ -109,9 +109,10 @@ class Preprocessor:
 
     One read of the crop, never of the whole frame: OpenCV splits the crop's channels (views
     of raw messages in any supported encoding: no conversion to BGR first, no copy but a 16-bit
-    frame's crop) and a 256-entry table per channel writes each plane, holding
-    ``(pixel - mean) * scale`` computed in float32 exactly as ``reference_planes`` computes
-    it, so the planes are the same bit for bit (and the GPU kernels' too).
+    frame's crop) and a 256-entry table per channel writes each plane. The tables hold
+    ``(pixel - mean) * scale`` computed in float32 as the NumPy preprocessing it replaced
+    (``sgdn_ros.core.reference_stages.reference_planes``), so the planes are the same bit for
+    bit, and the GPU kernels' too.
     """
 
     def __init__(self, config: PreprocessConfig) -> None:
@@ -163,7 +164,7 @@ def colour_window(image: RawImage | np.ndarray, config: PreprocessConfig
         order = tuple(range(layout.channels))[layout.bgr_channels]
         channels = order * 3 if len(order) == 1 else order
     else:
-        _require_bgr_image(image)
+        require_bgr_image(image)
         samples, channels = image, (0, 1, 2)
     window, target, geometry = locate_input(samples, config)
     if window.ndim == 3 and window.shape[2] == 1:
@@ -178,23 +179,6 @@ def image_size(image: RawImage | np.ndarray) -> tuple[int, int]:
     if isinstance(image, RawImage):
         return image.height, image.width
     return image.shape[0], image.shape[1]
-
-
-def reference_planes(bgr: np.ndarray, config: PreprocessConfig
-                     ) -> tuple[np.ndarray, CropGeometry]:
-    """The preprocessing as it was before ``Preprocessor``'s tables: NumPy over a transposed
-    BGR view, subtract then scale. Kept as the reference the tests pin ``Preprocessor`` to and
-    the baseline ``sgdn-ros bench`` measures it against."""
-    _require_bgr_image(bgr)
-    window, target, geometry = locate_input(bgr, config)
-    planes = np.empty((1, 3, config.input_height, config.input_width), dtype=np.float32)
-    if window.shape[:2] != (config.input_height, config.input_width):
-        planes.fill(0.0)
-    region = planes[0][(slice(None),) + target]
-    mean = np.asarray(config.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
-    np.subtract(window.transpose(2, 0, 1), mean, out=region, dtype=np.float32)
-    region *= np.float32(config.scale)
-    return planes, geometry
 
 
 def planes_problem(planes: object, expected_shape: tuple[int, ...]) -> str | None:
@@ -212,7 +196,7 @@ def write_sample_txt(crop: np.ndarray, path: str | PathLike[str]) -> None:
 
     One line per row, values separated by single spaces: all rows of B, then of G, then of R.
     """
-    _require_bgr_image(crop)
+    require_bgr_image(crop)
     height, width = crop.shape[:2]
     channel_rows = crop.transpose(2, 0, 1).reshape(3 * height, width)
     with open(path, "w", encoding="ascii", newline="\n") as file:
@@ -281,7 +265,7 @@ def _opencv_layout(window: np.ndarray) -> bool:
     return window.strides[0] > 0 and window.strides[1:] == adjacent
 
 
-def _require_bgr_image(array: np.ndarray) -> None:
+def require_bgr_image(array: np.ndarray) -> None:
     problem = bgr_image_problem(array)
     if problem is not None:
         raise PreprocessingError(
