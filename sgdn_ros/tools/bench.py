@@ -4,7 +4,8 @@ Per-stage times of the pipeline on 640x480 frames (convert, preprocess, infer, d
 beside the same stages as they were before (the baseline row, frames alternating between the
 two), the 3-D stage (grasps located in an aligned depth image), our selected-pixel decode against
 the previous one and the straightforward full-map decode at K = 120, and the installed node end
-to end over DDS (paced: latency; flooded: throughput and dropped frames).
+to end over DDS (paced: latency; flooded: throughput and dropped frames), and ONNX Runtime's
+session settings (``session_bench``).
 Ratios measured in the same run are the figures to compare; absolute times depend on the machine.
 """
 
@@ -31,6 +32,7 @@ from sgdn_ros.pipeline.detector import GraspDetector
 from sgdn_ros.pipeline.grasp_poses import DepthFrame, locate_grasps
 from sgdn_ros.pipeline.loading import load_detector
 from sgdn_ros.pipeline.parameters import defaults, detector_settings
+from sgdn_ros.tools.session_bench import measure_session_settings, session_report
 from sgdn_ros.training.rgbd_scenes import realsense_camera, render_rgbd_scene
 from sgdn_ros.training.scenes import render_tabletop_scene
 
@@ -273,6 +275,7 @@ def run_benchmark(frames: int = 60, write: pathlib.Path | None = None) -> int:
     infer_ms = stages.timings["lean"]["infer"].median_ms
     flood = measure_node(round(FLOOD_FACTOR * 1e3 / infer_ms), log_dir)
     lines = _report(machine, frames, stages, locate, decodes, paced, flood)
+    lines += ["", *session_report(measure_session_settings())]
     print("\n".join(lines))
     if write is not None:
         write.parent.mkdir(parents=True, exist_ok=True)
