@@ -47,7 +47,7 @@ _BATCH_ADVICE = ("; a model whose batch axis is declared dynamic but cannot take
 class SessionTuning:
     """How the ONNX Runtime session runs; the defaults are the settings chosen for the small
     CPUs the node runs on, measured on 2 cores by ``sgdn-ros bench`` (docs/performance.md,
-    each alternative against them in one run, idle and beside a busy process).
+    each alternative against them in one run, alone and beside a busy process).
 
     - ``spinning`` off: by default the intra-op threads busy-wait between the parallel parts
       of a run and after it; on 2 cores shared with the camera driver, DDS and the node's

@@ -3,8 +3,8 @@
 The settings the backend uses (``SessionTuning()``) against each alternative: threads,
 spinning, execution mode, graph optimisation level, memory arena and pattern. Every setting runs
 the trained default model in short blocks, the blocks of all settings taking turns, so slow
-drifts of a shared machine fall on all of them alike; once on an otherwise idle machine and once
-beside a process that keeps one core busy, as a camera driver or the rest of a robot would.
+drifts of a shared machine fall on all of them alike; once as the machine is, and once beside a
+process of ours that keeps one core busy, as a camera driver or the rest of a robot would.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SETTINGS: dict[str, SessionTuning] = {
     "memory arena off": SessionTuning(memory_arena=False),
     "memory pattern off": SessionTuning(memory_pattern=False),
 }
-ROUNDS = 4
+ROUNDS = 6
 BLOCK = 8  # runs per setting per round; the first two, just after the switch, are not counted
 # One core kept busy by plain arithmetic (one BLAS thread), as another process would.
 _BUSY_NEIGHBOUR = "import numpy as np\nmatrix = np.ones((600, 600))\nwhile True: matrix @ matrix"
@@ -41,14 +41,14 @@ _ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
 
 
 def measure_session_settings() -> dict[str, dict[str, float]]:
-    """Median inference ms of each setting, {"idle": ..., "busy neighbour": ...}."""
+    """Median inference ms of each setting, {"alone": ..., "busy neighbour": ...}."""
     image, _objects = render_tabletop_scene(3, 480, 640, num_objects=2)
     planes, _geometry = Preprocessor(PreprocessConfig())(image)
     backends = {name: OnnxRuntimeBackend(TRAINED_MODEL, prefer_gpu=False, tuning=tuning,
                                          intra_op_threads=tuning.intra_op_threads)
                 for name, tuning in SETTINGS.items()}
     try:
-        results = {"idle": _median_ms(backends, planes)}
+        results = {"alone": _median_ms(backends, planes)}
         neighbour = subprocess.Popen([sys.executable, "-c", _BUSY_NEIGHBOUR],
                                      env={**os.environ, **_ONE_THREAD})
         try:
@@ -77,18 +77,19 @@ def _median_ms(backends: dict[str, OnnxRuntimeBackend], planes: np.ndarray) -> d
 
 def session_report(results: dict[str, dict[str, float]]) -> list[str]:
     chosen = next(iter(SETTINGS))
-    idle, busy = results["idle"], results["busy neighbour"]
+    alone, busy = results["alone"], results["busy neighbour"]
     lines = [
         "## ONNX Runtime session settings (`SessionTuning`)",
         "",
         f"Inference of the trained model on one frame, {ROUNDS} rounds of {BLOCK - 2} timed "
-        "runs per setting, the settings taking turns; idle, and beside a process keeping one "
-        "core busy. Ratios: the setting's time over the chosen one's (above 1: slower).",
+        "runs per setting, the settings taking turns; as the machine is (`alone`), and beside a "
+        "process of ours keeping one core busy. Ratios: the setting's time over the chosen "
+        "one's (above 1: slower).",
         "",
-        "| setting | idle median ms | idle / chosen | busy neighbour median ms | "
+        "| setting | alone median ms | alone / chosen | busy neighbour median ms | "
         "busy / chosen |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {idle[name]:.1f} | {idle[name] / idle[chosen]:.2f} | "
+    lines += [f"| {name} | {alone[name]:.1f} | {alone[name] / alone[chosen]:.2f} | "
               f"{busy[name]:.1f} | {busy[name] / busy[chosen]:.2f} |" for name in SETTINGS]
     return lines
