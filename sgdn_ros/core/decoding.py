@@ -248,12 +248,22 @@ def neighbourhood_max(score: np.ndarray, distance: int) -> np.ndarray:
 def strongest_apart(score: np.ndarray, candidates: np.ndarray, min_distance: int,
                     max_peaks: int, origin: tuple[int, int] = (0, 0)
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the candidates (flat indices into ``score``) kept best first by
-    ``suppress_close_peaks``, offset by ``origin`` (where ``score`` lies in a larger map)."""
-    order = np.argsort(-score.ravel()[candidates], kind="stable")
+    """(rows, cols) of the candidates (flat indices into ``score``, each the maximum of its
+    neighbourhood) kept best first by ``suppress_close_peaks``, offset by ``origin`` (where
+    ``score`` lies in a larger map).
+
+    Two such candidates within ``min_distance`` of each other lie in each other's
+    neighbourhood, so they have the same score: when no two scores are equal (a network's
+    float32 logits), nothing is suppressed and the best ``max_peaks`` are the answer.
+    """
+    values = score.ravel()[candidates]
+    order = np.argsort(-values, kind="stable")
     rows, cols = np.divmod(candidates[order], score.shape[1])
-    kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
-    return rows[kept] + origin[0], cols[kept] + origin[1]
+    ordered = values[order]
+    if np.any(ordered[1:] == ordered[:-1]):
+        kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
+        rows, cols = rows[kept], cols[kept]
+    return rows[:max_peaks] + origin[0], cols[:max_peaks] + origin[1]
 
 
 def suppress_close_peaks(

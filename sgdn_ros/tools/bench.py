@@ -265,7 +265,7 @@ def run_benchmark(frames: int = 60, write: pathlib.Path | None = None) -> int:
     from sgdn_ros.ros.dds_isolation import isolate_dds
 
     isolate_dds()
-    machine = _machine()
+    machine = f"{_machine()}; load average at the start {os.getloadavg()[0]:.1f}"
     print(f"sgdn-ros bench on {machine}")
     stages = measure_stages(frames)
     locate = measure_locate()
@@ -275,7 +275,9 @@ def run_benchmark(frames: int = 60, write: pathlib.Path | None = None) -> int:
     infer_ms = stages.timings["lean"]["infer"].median_ms
     flood = measure_node(round(FLOOD_FACTOR * 1e3 / infer_ms), log_dir)
     lines = _report(machine, frames, stages, locate, decodes, paced, flood)
-    lines += ["", *session_report(measure_session_settings())]
+    lines += ["", *session_report(measure_session_settings()), "",
+              f"Load average at the end of the run: {os.getloadavg()[0]:.1f} (2 cores: above "
+              "about 2, other jobs shared the machine and every time above is slower for it)."]
     print("\n".join(lines))
     if write is not None:
         write.parent.mkdir(parents=True, exist_ok=True)
