@@ -46,18 +46,18 @@ _BATCH_ADVICE = ("; a model whose batch axis is declared dynamic but cannot take
 @dataclass(frozen=True)
 class SessionTuning:
     """How the ONNX Runtime session runs; the defaults are the settings chosen for the small
-    CPUs the node runs on, measured on 2 cores by ``sgdn-ros bench`` (docs/performance.md,
+    CPUs the node runs on, measured on 2 cores by ``sgdn-ros bench`` (docs/performance.md:
     each alternative against them in one run, alone and beside a busy process).
 
-    - ``spinning`` off: by default the intra-op threads busy-wait between the parallel parts
-      of a run and after it; on 2 cores shared with the camera driver, DDS and the node's
-      other threads that spinning takes the core they need, and inference itself gets slower
-      as soon as anything else runs.
-    - Sequential execution, one inter-op thread: SGDN is a chain of layers, so the parallel
-      executor has nothing to overlap and only adds a second thread pool.
-    - Graph optimisation ``all``: its NCHWc layout transformation is what makes the
-      convolutions fast on the CPU (``extended``/``basic`` are much slower).
-    - Memory arena and memory pattern on: buffers are planned once and reused every frame.
+    - ``spinning`` off: by default the pool threads busy-wait between the parallel parts of a
+      run and after it, taking the core that the camera driver, DDS and the node's other
+      threads need; inference itself was 1.4x slower with it alone, 1.6x beside a busy process.
+    - Sequential execution, one inter-op thread: SGDN is a chain of layers, the parallel
+      executor has nothing to overlap (1.1-1.3x slower).
+    - Graph optimisation ``all``: its NCHWc layout is what makes the convolutions fast on the
+      CPU (``extended``/``basic``: 1.3-1.6x slower).
+    - Memory arena and memory pattern on: buffers planned once, reused every frame (off: no
+      faster).
 
     ``intra_op_threads`` 0 lets ONNX Runtime choose: one per physical core.
     """
