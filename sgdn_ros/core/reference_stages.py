@@ -16,7 +16,7 @@ from sgdn_ros.core.decoding import (
     decode_grasps,
     neighbourhood_max,
     peak_search_inputs,
-    strongest_apart,
+    suppress_close_peaks,
 )
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, locate_input, require_bgr_image
@@ -40,12 +40,16 @@ def reference_planes(bgr: np.ndarray, config: PreprocessConfig
 
 def reference_find_peaks(score: np.ndarray, threshold: float, min_distance: int,
                          max_peaks: int) -> tuple[np.ndarray, np.ndarray]:
-    """``find_peaks`` with the neighbourhood maximum computed over the whole map."""
+    """``find_peaks`` as it was: the neighbourhood maximum over the whole map, then the
+    suppression pass over every candidate, ties or not."""
     score, above = peak_search_inputs(score, threshold, min_distance, max_peaks)
     if not above.any():
         return np.empty(0, np.intp), np.empty(0, np.intp)
     candidates = np.flatnonzero(above & (score == neighbourhood_max(score, min_distance)))
-    return strongest_apart(score, candidates, min_distance, max_peaks)
+    order = np.argsort(-score.ravel()[candidates], kind="stable")
+    rows, cols = np.divmod(candidates[order], score.shape[1])
+    kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
+    return rows[kept], cols[kept]
 
 
 def reference_decode_grasps(able: np.ndarray, angle: np.ndarray, width: np.ndarray,
