@@ -51,13 +51,14 @@ class SessionTuning:
 
     - ``spinning`` off: by default the pool threads busy-wait between the parallel parts of a
       run and after it, taking the core that the camera driver, DDS and the node's other
-      threads need; inference itself was 1.4x slower with it alone, 1.6x beside a busy process.
+      threads need; inference itself was slower with it in every run, 1.2-1.6x alone and
+      1.3-2.8x beside a busy process.
     - Sequential execution, one inter-op thread: SGDN is a chain of layers, the parallel
-      executor has nothing to overlap (1.1-1.3x slower).
+      executor has nothing to overlap (1.1-2.4x slower).
     - Graph optimisation ``all``: its NCHWc layout is what makes the convolutions fast on the
-      CPU (``extended``/``basic``: 1.3-1.6x slower).
-    - Memory arena and memory pattern on: buffers planned once, reused every frame (off: no
-      faster).
+      CPU (``extended`` and ``basic`` were slower in 25 of 28 comparisons).
+    - Memory arena and memory pattern: ONNX Runtime's default, on (off: no consistent
+      difference).
 
     ``intra_op_threads`` 0 lets ONNX Runtime choose: one per physical core.
     """

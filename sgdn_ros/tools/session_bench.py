@@ -64,8 +64,11 @@ def measure_session_settings() -> dict[str, dict[str, float]]:
 
 def _median_ms(backends: dict[str, OnnxRuntimeBackend], planes: np.ndarray) -> dict[str, float]:
     seconds: dict[str, list[float]] = {name: [] for name in backends}
+    order = np.random.default_rng(13)
     for _round in range(ROUNDS):
-        for name, backend in backends.items():
+        # A new order each round, so no setting always runs just after the same other one.
+        for name in order.permutation(list(backends)).tolist():
+            backend = backends[name]
             for run in range(BLOCK):
                 started = time.perf_counter()
                 backend.infer(planes)
@@ -82,9 +85,9 @@ def session_report(results: dict[str, dict[str, float]]) -> list[str]:
         "## ONNX Runtime session settings (`SessionTuning`)",
         "",
         f"Inference of the trained model on one frame, {ROUNDS} rounds of {BLOCK - 2} timed "
-        "runs per setting, the settings taking turns; as the machine is (`alone`), and beside a "
-        "process of ours keeping one core busy. Ratios: the setting's time over the chosen "
-        "one's (above 1: slower).",
+        "runs per setting, the settings taking turns in a new order each round; as the "
+        "machine is (`alone`), and beside a process of ours keeping one core busy. Ratios: the "
+        "setting's time over the chosen one's (above 1: slower).",
         "",
         "| setting | alone median ms | alone / chosen | busy neighbour median ms | "
         "busy / chosen |",
