@@ -51,12 +51,12 @@ class SessionTuning:
 
     - ``spinning`` off: by default the pool threads busy-wait between the parallel parts of a
       run and after it, taking the core that the camera driver, DDS and the node's other
-      threads need; inference itself was slower with it in every run, 1.2-1.6x alone and
+      threads need; inference itself was slower with it in every run, 1.2-1.8x alone and
       1.3-2.8x beside a busy process.
     - Sequential execution, one inter-op thread: SGDN is a chain of layers, the parallel
       executor has nothing to overlap (1.1-2.4x slower).
     - Graph optimisation ``all``: its NCHWc layout is what makes the convolutions fast on the
-      CPU (``extended`` and ``basic`` were slower in 25 of 28 comparisons).
+      CPU (``extended`` and ``basic`` were slower in 28 of 32 comparisons).
     - Memory arena and memory pattern: ONNX Runtime's default, on (off: no consistent
       difference).
 
