@@ -162,6 +162,18 @@ def test_find_peaks_matches_brute_force_definition(seed):
     assert list(zip(rows.tolist(), cols.tolist())) == expected
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_find_peaks_matches_brute_force_definition_on_continuous_scores(seed):
+    """No two scores equal (as a network's float32 logits): no candidate is suppressed."""
+    rng = np.random.default_rng(1000 + seed)
+    score = rng.normal(size=tuple(rng.integers(1, 30, size=2))).astype(np.float32)
+    threshold = float(rng.normal())
+    min_distance, max_peaks = int(rng.integers(0, 6)), int(rng.integers(1, 12))
+    rows, cols = find_peaks(score, threshold, min_distance, max_peaks)
+    expected = brute_force_peaks(score, threshold, min_distance, max_peaks)
+    assert list(zip(rows.tolist(), cols.tolist())) == expected
+
+
 def test_find_peaks_reduces_a_plateau_to_its_first_pixel():
     score = np.zeros((30, 30), np.float32)
     score[10:15, 12:17] = 5.0

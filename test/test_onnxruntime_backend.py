@@ -20,7 +20,7 @@ from sgdn_ros.backends import (
     resolve_output_names,
 )
 from sgdn_ros.backends.base import DEFAULT_MAX_BATCH
-from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend, SessionTuning
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.models.metadata import FORMAT_KEY, ModelMetadata
 from sgdn_ros.models.synthetic import build_synthetic_sgdn_model, save_synthetic_sgdn_model
@@ -309,6 +309,43 @@ def test_context_manager_closes_the_backend(model_k18, scene_planes):
     with pytest.raises(InferenceError, match="closed"):
         backend.infer(scene_planes)
     backend.close()  # closing twice is harmless
+
+
+def test_the_session_runs_with_the_chosen_settings(model_k18):
+    """Sequential, one inter-op thread, no spinning pool threads, every graph optimisation,
+    memory arena and pattern: what SessionTuning says and docs/performance.md measures."""
+    with OnnxRuntimeBackend(model_k18, intra_op_threads=2, prefer_gpu=False) as backend:
+        options = backend.session_options
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.enable_cpu_mem_arena and options.enable_mem_pattern
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("tuning", [
+    SessionTuning(spinning=True), SessionTuning(parallel=True),
+    SessionTuning(optimization="basic"), SessionTuning(memory_arena=False, memory_pattern=False),
+])
+def test_every_session_setting_gives_the_same_maps(model_k18, scene_planes, tuning):
+    with OnnxRuntimeBackend(model_k18, prefer_gpu=False) as chosen:
+        expected = chosen.infer(scene_planes)
+    with OnnxRuntimeBackend(model_k18, prefer_gpu=False, tuning=tuning) as backend:
+        options = backend.session_options
+        outputs = backend.infer(scene_planes)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") \
+        == ("1" if tuning.spinning else "0")
+    assert (options.execution_mode == ort.ExecutionMode.ORT_PARALLEL) == tuning.parallel
+    assert options.enable_cpu_mem_arena == tuning.memory_arena
+    for name in ("able", "angle", "width"):
+        np.testing.assert_allclose(getattr(outputs, name), getattr(expected, name), rtol=0,
+                                   atol=1e-4)
+
+
+def test_an_unknown_optimisation_level_is_refused(model_k18):
+    with pytest.raises(ValueError, match="optimization must be one of basic, extended, all"):
+        OnnxRuntimeBackend(model_k18, tuning=SessionTuning(optimization="max"))
 
 
 def test_intra_op_threads_and_max_batch_must_be_integers_in_range(model_k18):

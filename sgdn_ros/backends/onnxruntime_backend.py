@@ -13,6 +13,7 @@ from __future__ import annotations
 import pathlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from os import PathLike
 
 import numpy as np
@@ -33,8 +34,60 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64}
+_OPTIMIZATION_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 _BATCH_ADVICE = ("; a model whose batch axis is declared dynamic but cannot take several "
                  "frames runs with max_batch 1, or re-export it with `sgdn-ros export`")
+
+
+@dataclass(frozen=True)
+class SessionTuning:
+    """How the ONNX Runtime session runs; the defaults are the settings chosen for the small
+    CPUs the node runs on, measured on 2 cores by ``sgdn-ros bench`` (docs/performance.md:
+    each alternative against them in one run, alone and beside a busy process).
+
+    - ``spinning`` off: by default the pool threads busy-wait between the parallel parts of a
+      run and after it, taking the core that the camera driver, DDS and the node's other
+      threads need; inference itself was slower with it in every run, 1.2-1.8x alone and
+      1.3-2.8x beside a busy process.
+    - Sequential execution, one inter-op thread: SGDN is a chain of layers, the parallel
+      executor has nothing to overlap (1.1-2.4x slower).
+    - Graph optimisation ``all``: its NCHWc layout is what makes the convolutions fast on the
+      CPU (``extended`` and ``basic`` were slower in 28 of 32 comparisons).
+    - Memory arena and memory pattern: ONNX Runtime's default, on (off: no consistent
+      difference).
+
+    ``intra_op_threads`` 0 lets ONNX Runtime choose: one per physical core.
+    """
+
+    intra_op_threads: int = 0
+    spinning: bool = False
+    parallel: bool = False
+    optimization: str = "all"
+    memory_arena: bool = True
+    memory_pattern: bool = True
+
+    def session_options(self) -> ort.SessionOptions:
+        _require_int("intra_op_threads", self.intra_op_threads, 0)
+        if self.optimization not in _OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization must be one of {', '.join(_OPTIMIZATION_LEVELS)}, "
+                             f"got {self.optimization!r}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 2 if self.parallel else 1
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.parallel
+                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
+        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.optimization]
+        options.enable_cpu_mem_arena = self.memory_arena
+        options.enable_mem_pattern = self.memory_pattern
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning",
+                                         "1" if self.spinning else "0")
+        return options
 
 
 class OnnxRuntimeBackend(InferenceBackend):
@@ -42,7 +95,10 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     ``providers`` lists the execution providers the session really uses, most preferred first;
     ``name`` is ``onnxruntime-cuda`` when CUDA is among them, else ``onnxruntime-cpu``.
-    ``intra_op_threads`` = 0 lets ONNX Runtime choose (one per physical core). ``max_batch``
+    ``intra_op_threads`` = 0 lets ONNX Runtime choose (one per physical core); ``tuning`` the
+    rest of the session's settings (``SessionTuning``: its defaults unless measuring them;
+    its own ``intra_op_threads`` is replaced by the argument), which the session reports back
+    as ``session_options``. ``max_batch``
     is the most frames one ``infer`` takes when the model's batch axis is dynamic (default
     ``DEFAULT_MAX_BATCH``, 8: it bounds the output memory, under 1 GB at K = 120, and covers
     one frame per camera of a multi-camera rig); a static batch-1 model takes 1 whatever it
@@ -50,15 +106,14 @@ class OnnxRuntimeBackend(InferenceBackend):
     """
 
     def __init__(self, model_path: str | PathLike[str], *, intra_op_threads: int = 0,
-                 prefer_gpu: bool = True, max_batch: int = DEFAULT_MAX_BATCH) -> None:
-        _require_int("intra_op_threads", intra_op_threads, 0)
+                 prefer_gpu: bool = True, max_batch: int = DEFAULT_MAX_BATCH,
+                 tuning: SessionTuning = SessionTuning()) -> None:
         _require_int("max_batch", max_batch, 1)
+        options = replace(tuning, intra_op_threads=intra_op_threads).session_options()
         path = pathlib.Path(model_path).expanduser()
         if not path.is_file():
             raise ModelLoadError(
                 f"model file not found: {path}; set the model_path parameter to an ONNX file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
         requested = [CPU_PROVIDER]
         if prefer_gpu and CUDA_PROVIDER in ort.get_available_providers():
             requested.insert(0, CUDA_PROVIDER)
@@ -70,6 +125,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             raise ModelLoadError(
                 f"cannot load {path} as an ONNX model ({reason}); check that it is a complete "
                 ".onnx export, not a truncated copy or another file format") from error
+        self.session_options: ort.SessionOptions = self._session.get_session_options()
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self.name = "onnxruntime-cuda" if CUDA_PROVIDER in self.providers else "onnxruntime-cpu"
         self.metadata: ModelMetadata = parse_metadata(

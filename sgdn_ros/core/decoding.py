@@ -134,9 +134,11 @@ def _able_map(able: np.ndarray) -> np.ndarray:
     return maps[0]
 
 
-def _validated_maps(
+def validated_maps(
     able: np.ndarray, angle: np.ndarray, width: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The outputs of one image as (H, W), (K, H, W) and (1 or K, H, W) views, checked to fit
+    together."""
     able_map = _able_map(able)
     angle_maps = _channel_maps("angle", angle)
     width_maps = _channel_maps("width", width)
@@ -157,7 +159,7 @@ def _validated_maps(
 
 def output_layout(able: np.ndarray, angle: np.ndarray, width: np.ndarray) -> OutputLayout:
     """Checks the three outputs fit together and reports their channel counts."""
-    _, angle_maps, width_maps = _validated_maps(able, angle, width)
+    _, angle_maps, width_maps = validated_maps(able, angle, width)
     return OutputLayout(num_angle_classes=angle_maps.shape[0], width_channels=width_maps.shape[0])
 
 
@@ -200,7 +202,29 @@ def find_peaks(
     A peak equals the maximum of its (2d+1)x(2d+1) neighbourhood and is >= threshold. Peaks are
     kept greedily, best first (ties in row-major order), so none is within Chebyshev distance d
     of a better one; this also reduces a plateau to one pixel.
+
+    Only pixels >= threshold can be peaks, and each one's neighbourhood lies in the box around
+    them all grown by d, so the neighbourhood maximum is computed in that box only (a grasped
+    object covers a small part of the map); the result is the whole-map search's,
+    ``reference_find_peaks``.
     """
+    score, above = peak_search_inputs(score, threshold, min_distance, max_peaks)
+    left, top, width, height = cv2.boundingRect(above.view(np.uint8))
+    if width == 0:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    bottom = min(top + height + min_distance, score.shape[0])
+    right = min(left + width + min_distance, score.shape[1])
+    top, left = max(top - min_distance, 0), max(left - min_distance, 0)
+    box = (slice(top, bottom), slice(left, right))
+    region = score[box]
+    candidates = np.flatnonzero(above[box] & (region == neighbourhood_max(region, min_distance)))
+    return strongest_apart(region, candidates, min_distance, max_peaks, (top, left))
+
+
+def peak_search_inputs(score: np.ndarray, threshold: float, min_distance: int,
+                       max_peaks: int) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arguments of a peak search: the score as float32/64 (a view where it is
+    one already) and where it is >= threshold."""
     if not isinstance(score, np.ndarray) or score.ndim != 2 or 0 in score.shape:
         shape = getattr(score, "shape", type(score).__name__)
         raise DecodingError(f"score must be a non-empty 2-D numpy array, got {shape}")
@@ -211,18 +235,35 @@ def find_peaks(
     if score.dtype not in (np.float32, np.float64):
         score = score.astype(np.float32)
     score = np.ascontiguousarray(score)
-    above = score >= threshold_in(score.dtype, threshold)
-    if not above.any():
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    size = 2 * min_distance + 1
-    neighbourhood_max = cv2.dilate(
-        score, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE
-    )
-    candidates = np.flatnonzero(above & (score == neighbourhood_max))
-    order = np.argsort(-score.ravel()[candidates], kind="stable")
+    return score, score >= threshold_in(score.dtype, threshold)
+
+
+def neighbourhood_max(score: np.ndarray, distance: int) -> np.ndarray:
+    """Each pixel's maximum over the (2 distance + 1)^2 square around it (clipped at the
+    edges)."""
+    size = 2 * distance + 1
+    return cv2.dilate(score, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
+
+
+def strongest_apart(score: np.ndarray, candidates: np.ndarray, min_distance: int,
+                    max_peaks: int, origin: tuple[int, int] = (0, 0)
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the candidates (flat indices into ``score``, each the maximum of its
+    neighbourhood) kept best first by ``suppress_close_peaks``, offset by ``origin`` (where
+    ``score`` lies in a larger map).
+
+    Two such candidates within ``min_distance`` of each other lie in each other's
+    neighbourhood, so they have the same score: when no two scores are equal (a network's
+    float32 logits), nothing is suppressed and the best ``max_peaks`` are the answer.
+    """
+    values = score.ravel()[candidates]
+    order = np.argsort(-values, kind="stable")
     rows, cols = np.divmod(candidates[order], score.shape[1])
-    kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
-    return rows[kept], cols[kept]
+    ordered = values[order]
+    if np.any(ordered[1:] == ordered[:-1]):
+        kept = suppress_close_peaks(rows, cols, min_distance, max_peaks)
+        rows, cols = rows[kept], cols[kept]
+    return rows[:max_peaks] + origin[0], cols[:max_peaks] + origin[1]
 
 
 def suppress_close_peaks(
@@ -243,12 +284,15 @@ def suppress_close_peaks(
     return kept
 
 
+PeakSearch = Callable[[np.ndarray, float, int, int], tuple[np.ndarray, np.ndarray]]
+
+
 def _select_pixels(
-    score: np.ndarray, threshold: float, config: DecodeConfig
+    score: np.ndarray, threshold: float, config: DecodeConfig, peak_search: PeakSearch
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grasp pixels on an able map; score and threshold are both logits or both confidences."""
     if config.mode == "peaks":
-        return find_peaks(score, threshold, config.min_distance, config.max_grasps)
+        return peak_search(score, threshold, config.min_distance, config.max_grasps)
     best = int(np.argmax(score))
     if not score.ravel()[best] >= threshold_in(score.dtype, threshold):
         return np.empty(0, np.intp), np.empty(0, np.intp)
@@ -306,10 +350,14 @@ def decode_grasps(
     width: np.ndarray,
     geometry: CropGeometry,
     config: DecodeConfig,
+    peak_search: PeakSearch = find_peaks,
 ) -> list[Grasp]:
-    """Decodes grasps reading the angle and width maps only at the chosen pixels."""
-    able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
-    rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config)
+    """Decodes grasps reading the angle and width maps only at the chosen pixels; views of
+    the maps throughout, nothing copied but the values at those pixels. ``peak_search`` finds
+    the pixels in peaks mode (``reference_find_peaks``: the whole-map search, the baseline)."""
+    able_map, angle_maps, width_maps = validated_maps(able, angle, width)
+    rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config,
+                                peak_search)
     angle_classes = np.argmax(angle_maps[:, rows, cols], axis=0)
     width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
     crop_widths = sigmoid64(width_maps[width_channels, rows, cols]) * config.max_width_px
@@ -326,7 +374,7 @@ def decode_grasps_full(
     config: DecodeConfig,
 ) -> list[Grasp]:
     """The author's whole-map decoding: the reference decode_grasps must agree with."""
-    able_map, angle_maps, width_maps = _validated_maps(able, angle, width)
+    able_map, angle_maps, width_maps = validated_maps(able, angle, width)
     confidences = sigmoid64(able_map)
     angle_class_map = np.argmax(sigmoid64(angle_maps), axis=0)
     width_probabilities = sigmoid64(width_maps)
@@ -335,6 +383,6 @@ def decode_grasps_full(
     else:
         width_map = width_probabilities[0]
     crop_width_map = width_map * config.max_width_px
-    rows, cols = _select_pixels(confidences, config.confidence_threshold, config)
+    rows, cols = _select_pixels(confidences, config.confidence_threshold, config, find_peaks)
     return grasps_at_pixels(rows, cols, angle_class_map[rows, cols], confidences[rows, cols],
                    crop_width_map[rows, cols], angle_maps.shape[0], geometry, config)

@@ -15,9 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from sgdn_ros.core.depth import fill_depth_holes
-from sgdn_ros.core.frames import bgr_image_problem
+from sgdn_ros.core.frames import RawImage
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.core.preprocessing import PreprocessConfig, PreprocessingError, locate_input
+from sgdn_ros.core.preprocessing import (
+    PreprocessConfig,
+    PreprocessingError,
+    image_size,
+    locate_input,
+    require_bgr_image,
+    write_through_tables,
+)
 
 INPUT_KIND_CHANNELS: dict[str, int] = {"bgr": 3, "depth": 1, "depth_bgr": 4}
 INPUT_KINDS: tuple[str, ...] = tuple(INPUT_KIND_CHANNELS)
@@ -30,6 +37,8 @@ def input_kind_of_channels(channels: int) -> str | None:
 DEPTH_KINDS: tuple[str, ...] = ("depth", "depth_bgr")
 DEPTH_CLIP_M = 1.0  # the author's clip of depth relative to the crop's mean
 
+# The author's colour input before its mean is subtracted: pixel / 255 in float32, per channel.
+_COLOUR_TABLES = [np.arange(256, dtype=np.float32) * np.float32(1 / 255)] * 3
 _ALIGNMENT_ADVICE = ("publish depth aligned to the colour image (RealSense: "
                      "aligned_depth_to_color/image_raw)")
 
@@ -43,35 +52,44 @@ def depth_planes(depth_m: np.ndarray, config: PreprocessConfig
     edge is filled from both sides of it. Padding (the pad policy) is 0.0: the crop's mean.
     """
     planes = np.empty((1, 1, config.input_height, config.input_width), dtype=np.float32)
-    geometry = _write_depth_plane(depth_m, config, planes[0, 0])
-    return planes, geometry
+    return planes, write_depth_planes(depth_m, config, planes[0])
 
 
-def depth_bgr_planes(depth_m: np.ndarray, bgr: np.ndarray, config: PreprocessConfig
-                     ) -> tuple[np.ndarray, CropGeometry]:
+def depth_bgr_planes(depth_m: np.ndarray, image: RawImage | np.ndarray,
+                     config: PreprocessConfig) -> tuple[np.ndarray, CropGeometry]:
     """Fresh (1, 4, H, W) float32 planes of the crop, depth then B, G, R, and the geometry.
 
-    ``bgr`` is the (H, W, 3) uint8 colour image ``depth_m`` is aligned to (same size).
+    ``image`` is the colour frame ``depth_m`` is aligned to (same size): a raw frame or an
+    (H, W, 3) uint8 BGR array.
     """
-    problem = bgr_image_problem(bgr)
-    if problem is not None:
-        raise PreprocessingError(
-            f"{problem}; convert the image message with sgdn_ros.core.frames first")
+    planes = np.empty((1, 4, config.input_height, config.input_width), dtype=np.float32)
+    return planes, write_depth_bgr_planes(depth_m, image, config, planes[0])
+
+
+def write_depth_planes(depth_m: np.ndarray, config: PreprocessConfig,
+                       planes: np.ndarray) -> CropGeometry:
+    """``depth_planes`` into ``planes``, a (1, H, W) float32 slot (one frame of a batch)."""
+    return _write_depth_plane(depth_m, config, planes[0])
+
+
+def write_depth_bgr_planes(depth_m: np.ndarray, image: RawImage | np.ndarray,
+                           config: PreprocessConfig, planes: np.ndarray) -> CropGeometry:
+    """``depth_bgr_planes`` into ``planes``, a (4, H, W) float32 slot. The colour planes are
+    written as the colour models' are (``write_through_tables``: one read of the crop), with
+    the author's ``pixel / 255`` table, then the crop's mean is subtracted."""
+    if not isinstance(image, RawImage):
+        require_bgr_image(image)
     _require_depth_image(depth_m)
-    if depth_m.shape != bgr.shape[:2]:
+    if depth_m.shape != image_size(image):
+        height, width = image_size(image)
         raise PreprocessingError(
             f"the depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but the colour image is "
-            f"{bgr.shape[1]}x{bgr.shape[0]} (width x height); {_ALIGNMENT_ADVICE}")
-    planes = np.empty((1, 4, config.input_height, config.input_width), dtype=np.float32)
-    geometry = _write_depth_plane(depth_m, config, planes[0, 0])
-    window, target, _geometry = locate_input(bgr, config)
-    colour = planes[0, 1:]
-    if window.shape[:2] != colour.shape[1:]:
-        colour.fill(0.0)
-    region = colour[(slice(None),) + target]
-    np.multiply(window.transpose(2, 0, 1), np.float32(1 / 255), out=region, dtype=np.float32)
+            f"{width}x{height} (width x height); {_ALIGNMENT_ADVICE}")
+    geometry = _write_depth_plane(depth_m, config, planes[0])
+    target, _geometry = write_through_tables(image, config, _COLOUR_TABLES, planes[1:])
+    region = planes[1:][(slice(None),) + target]
     region -= np.float32(region.mean(dtype=np.float64))
-    return planes, geometry
+    return geometry
 
 
 def depth_preview(depth_m: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -105,6 +105,16 @@ def raw_image_to_bgr(image: RawImage) -> np.ndarray:
     (rgb8 is a reversed view, mono is broadcast); call ``np.ascontiguousarray`` if you need a
     plain array. 16-bit encodings keep their most significant byte (value >> 8).
     """
+    bgr = raw_image_samples(image)[..., image.layout.bgr_channels]
+    if image.layout.channels == 1:
+        return np.broadcast_to(bgr, (image.height, image.width, 3))
+    return bgr
+
+
+def raw_image_samples(image: RawImage) -> np.ndarray:
+    """An (H, W, channels) uint8 view of a raw frame's samples in the encoding's own channel
+    order (``layout.bgr_channels`` picks B, G, R), no copy: the preprocessor reads the crop
+    from it. 16-bit encodings keep their most significant byte (value >> 8)."""
     layout = image.layout
     height, width, step = image.height, image.width, image.step
     bytes_per_pixel = layout.channels * layout.bytes_per_channel
@@ -113,10 +123,7 @@ def raw_image_to_bgr(image: RawImage) -> np.ndarray:
     # value >> 8 of a 16-bit sample is its most significant byte, so select that byte:
     # the same result as shifting, with no arithmetic and no copy.
     significant_byte = 0 if image.is_bigendian or layout.bytes_per_channel == 1 else 1
-    bgr = samples[..., significant_byte][..., layout.bgr_channels]
-    if layout.channels == 1:
-        return np.broadcast_to(bgr, (height, width, 3))
-    return bgr
+    return samples[..., significant_byte]
 
 
 def image_message_to_bgr(message) -> np.ndarray:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 
 import cv2
 import numpy as np
 
-from sgdn_ros.core.frames import bgr_image_problem
+from sgdn_ros.core.frames import RawImage, bgr_image_problem, raw_image_samples
 from sgdn_ros.core.geometry import CropGeometry
 
 PUBLISHED_MEAN_BGR: tuple[float, float, float] = (102.9801, 115.9465, 122.7717)
@@ -94,7 +95,7 @@ def crop_bgr(bgr: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Cro
     Padding is the mean colour, rounded, so it is what the network sees as (nearly) zero input.
     Used for the debug heatmap and the txt export, not for inference.
     """
-    _require_bgr_image(bgr)
+    require_bgr_image(bgr)
     window, target, geometry = locate_input(bgr, config)
     crop = np.empty((config.input_height, config.input_width, 3), dtype=np.uint8)
     if window.shape[:2] != crop.shape[:2]:
@@ -104,29 +105,80 @@ def crop_bgr(bgr: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Cro
 
 
 class Preprocessor:
-    """Turns BGR camera images into the network's normalised input tensor."""
+    """Turns camera frames into the network's normalised input tensor.
+
+    One read of the crop, never of the whole frame: OpenCV splits the crop's channels (views
+    of raw messages in any supported encoding: no conversion to BGR first, no copy but a 16-bit
+    frame's crop) and a 256-entry table per channel writes each plane. The tables hold
+    ``(pixel - mean) * scale`` computed in float32 as the NumPy preprocessing it replaced
+    (``sgdn_ros.core.reference_stages.reference_planes``), so the planes are the same bit for
+    bit, and the GPU kernels' too.
+    """
 
     def __init__(self, config: PreprocessConfig) -> None:
         self.config = config
-        self._mean = np.asarray(config.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
-        self._scale = np.float32(config.scale)
+        values = np.arange(256, dtype=np.float32)
+        self._tables = [(values - np.float32(mean)) * np.float32(config.scale)
+                        for mean in config.mean_bgr]
 
-    def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, CropGeometry]:
+    def __call__(self, image: RawImage | np.ndarray) -> tuple[np.ndarray, CropGeometry]:
         """Return a fresh (1, 3, H, W) float32 tensor of B, G, R planes, and the crop geometry.
 
-        Only the crop is read (the whole frame is never copied), in one pass into float32;
-        padding is exactly 0.0.
+        ``image`` is a raw frame or an (H, W, 3) uint8 BGR array (any strides); padding is 0.0.
         """
-        _require_bgr_image(bgr)
-        window, target, geometry = locate_input(bgr, self.config)
-        height, width = self.config.input_height, self.config.input_width
-        planes = np.empty((1, 3, height, width), dtype=np.float32)
-        if window.shape[:2] != (height, width):
-            planes.fill(0.0)
-        region = planes[0][(slice(None),) + target]
-        np.subtract(window.transpose(2, 0, 1), self._mean, out=region, dtype=np.float32)
-        region *= self._scale
-        return planes, geometry
+        planes = np.empty((1, 3, self.config.input_height, self.config.input_width),
+                          dtype=np.float32)
+        return planes, self.write(image, planes[0])
+
+    def write(self, image: RawImage | np.ndarray, planes: np.ndarray) -> CropGeometry:
+        """Fill ``planes``, a (3, H, W) float32 slot (e.g. one frame of a batch), and return
+        the crop geometry."""
+        return write_through_tables(image, self.config, self._tables, planes)[1]
+
+
+def write_through_tables(image: RawImage | np.ndarray, config: PreprocessConfig,
+                         tables: Sequence[np.ndarray], planes: np.ndarray
+                         ) -> tuple[tuple[slice, slice], CropGeometry]:
+    """Write the crop of ``image`` into ``planes`` (3, H, W) float32, plane c holding
+    ``tables[c][pixel]`` of the crop's channel c (B, G, R); 0.0 where the crop leaves the
+    image. Returns the (rows, cols) of the planes the image fills, and the geometry. Shared by
+    the colour models and the colour planes of RGB-D models."""
+    window, channels, target, geometry = colour_window(image, config)
+    if window.shape[:2] != planes.shape[1:]:
+        planes.fill(0.0)
+    samples = cv2.split(window) if window.ndim == 3 else [window]
+    for plane, channel, table in zip(planes, channels, tables):
+        cv2.LUT(samples[channel], table, dst=plane[target])
+    return target, geometry
+
+
+def colour_window(image: RawImage | np.ndarray, config: PreprocessConfig
+                  ) -> tuple[np.ndarray, tuple[int, int, int], tuple[slice, slice], CropGeometry]:
+    """The crop of a frame as OpenCV reads it without copying: an (h, w, C) or (h, w) uint8
+    view with positive strides and contiguous pixels, the indices of its B, G, R channels,
+    the (rows, cols) of the network input it fills, and the geometry. A raw frame is read in
+    its own channel order (rgb, alpha, mono: no reordered or broadcast view); only a 16-bit
+    frame's crop, whose significant bytes are not adjacent, is copied."""
+    if isinstance(image, RawImage):
+        samples, layout = raw_image_samples(image), image.layout
+        order = tuple(range(layout.channels))[layout.bgr_channels]
+        channels = order * 3 if len(order) == 1 else order
+    else:
+        require_bgr_image(image)
+        samples, channels = image, (0, 1, 2)
+    window, target, geometry = locate_input(samples, config)
+    if window.ndim == 3 and window.shape[2] == 1:
+        window = window[..., 0]
+    if not _opencv_layout(window):
+        window = np.ascontiguousarray(window)
+    return window, channels, target, geometry
+
+
+def image_size(image: RawImage | np.ndarray) -> tuple[int, int]:
+    """(height, width) of a raw frame or an image array."""
+    if isinstance(image, RawImage):
+        return image.height, image.width
+    return image.shape[0], image.shape[1]
 
 
 def planes_problem(planes: object, expected_shape: tuple[int, ...]) -> str | None:
@@ -144,7 +196,7 @@ def write_sample_txt(crop: np.ndarray, path: str | PathLike[str]) -> None:
 
     One line per row, values separated by single spaces: all rows of B, then of G, then of R.
     """
-    _require_bgr_image(crop)
+    require_bgr_image(crop)
     height, width = crop.shape[:2]
     channel_rows = crop.transpose(2, 0, 1).reshape(3 * height, width)
     with open(path, "w", encoding="ascii", newline="\n") as file:
@@ -206,7 +258,14 @@ def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return round(height * scale), round(width * scale)
 
 
-def _require_bgr_image(array: np.ndarray) -> None:
+def _opencv_layout(window: np.ndarray) -> bool:
+    """Whether OpenCV can take ``window`` as it is: pixels and their channels adjacent, rows
+    at a positive distance (a row-strided crop of a frame is fine)."""
+    adjacent = (1,) if window.ndim == 2 else (window.shape[2], 1)
+    return window.strides[0] > 0 and window.strides[1:] == adjacent
+
+
+def require_bgr_image(array: np.ndarray) -> None:
     problem = bgr_image_problem(array)
     if problem is not None:
         raise PreprocessingError(

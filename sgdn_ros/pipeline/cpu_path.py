@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 from sgdn_ros.backends.base import InferenceBackend
 from sgdn_ros.core.decoding import DecodeConfig, confidence_map, decode_grasps
 from sgdn_ros.core.preprocessing import PreprocessConfig
@@ -41,8 +39,8 @@ class CpuPath:
         ``max_batch`` frames (a static batch-1 model: one per frame).
 
         Stage times: ``preprocess`` and ``decode`` are the frame's own; ``infer`` is the
-        group's stacking and inference divided equally among its frames, so each stage's sum
-        over the frames is the wall time spent in it.
+        group's inference divided equally among its frames, so each stage's sum over the
+        frames is the wall time spent in it.
         """
         frames = list(zip(images, depths))
         return [detection for group in batches(frames, self.backend.info.max_batch)
@@ -50,19 +48,18 @@ class CpuPath:
 
     def _detect_group(self, frames: Sequence[tuple[CameraImage | None, DepthImage | None]],
                       decode_config: DecodeConfig) -> list[Detection]:
-        prepared, preprocess_seconds = [], []
-        for image, depth_m in frames:
+        # Each frame is written into its slot of one input: a batch is never stacked.
+        planes = self.input_planes.empty_batch(len(frames))
+        geometries, preprocess_seconds = [], []
+        for (image, depth_m), slot in zip(frames, planes):
             started = time.perf_counter()
-            prepared.append(self.input_planes(image, depth_m))
+            geometries.append(self.input_planes.write(image, depth_m, slot))
             preprocess_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
-        # One frame (one camera) is already a batch of one: no copy into a stack.
-        planes = (prepared[0][0] if len(prepared) == 1
-                  else np.concatenate([planes for planes, _geometry in prepared]))
         outputs = self.backend.infer(planes)
         infer_share = (time.perf_counter() - started) / len(frames)
         detections = []
-        for index, ((image, depth_m), (_planes, geometry)) in enumerate(zip(frames, prepared)):
+        for index, ((image, depth_m), geometry) in enumerate(zip(frames, geometries)):
             started = time.perf_counter()
             frame = slice(index, index + 1)
             able = outputs.able[frame]

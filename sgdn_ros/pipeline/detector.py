@@ -25,9 +25,9 @@ from sgdn_ros.backends.base import InferenceBackend, ModelInfo
 from sgdn_ros.core.decoding import DecodeConfig, Grasp
 from sgdn_ros.core.depth_planes import (
     DEPTH_KINDS,
-    depth_bgr_planes,
-    depth_planes,
     depth_preview,
+    write_depth_bgr_planes,
+    write_depth_planes,
 )
 from sgdn_ros.core.drawing import render_heatmap
 from sgdn_ros.core.frames import RawImage, raw_image_to_bgr
@@ -114,10 +114,12 @@ def as_bgr(image: CameraImage) -> np.ndarray:
 
 class InputPlanes:
     """A frame -> the network's planes and crop geometry, on the CPU, for the model's kind:
-    the published colour preprocessing, or the author's depth (and colour) normalisation."""
+    the published colour preprocessing, or the author's depth (and colour) normalisation.
+    Raw frames go in as they are: the preprocessing reads their crop in their own encoding."""
 
     def __init__(self, info: ModelInfo, config: PreprocessConfig) -> None:
         self.input_kind = info.input_kind
+        self.channels = info.input_shape[1]
         self.colour = Preprocessor(network_preprocess_config(info, config))
 
     @property
@@ -126,11 +128,24 @@ class InputPlanes:
 
     def __call__(self, image: CameraImage | None, depth_m: DepthImage | None
                  ) -> tuple[np.ndarray, CropGeometry]:
+        """Fresh (1, C, H, W) planes of one frame, and its geometry."""
+        planes = self.empty_batch(1)
+        return planes, self.write(image, depth_m, planes[0])
+
+    def empty_batch(self, frames: int) -> np.ndarray:
+        """An uninitialised (frames, C, H, W) float32 input for ``write`` to fill frame by
+        frame, so a batch is never stacked from copies."""
+        return np.empty((frames, self.channels, self.config.input_height,
+                         self.config.input_width), dtype=np.float32)
+
+    def write(self, image: CameraImage | None, depth_m: DepthImage | None,
+              planes: np.ndarray) -> CropGeometry:
+        """Fill ``planes``, one frame's (C, H, W) slot, and return the crop geometry."""
         if self.input_kind == "depth":
-            return depth_planes(depth_m, self.config)
+            return write_depth_planes(depth_m, self.config, planes)
         if self.input_kind == "depth_bgr":
-            return depth_bgr_planes(depth_m, as_bgr(image), self.config)
-        return self.colour(as_bgr(image))
+            return write_depth_bgr_planes(depth_m, image, self.config, planes)
+        return self.colour.write(image, planes)
 
 
 def check_frames(input_kind: str, images: Sequence[CameraImage | None],
