@@ -15,6 +15,7 @@ pytest.importorskip("pybullet", reason="pybullet is not installed: run through s
 
 
 @requires_ros
+@pytest.mark.ros  # the node and the sim camera over DDS, reached through sgdn_ros.tools
 def test_short_bench_through_the_node(tmp_path, capsys):
     from sgdn_ros.tools.sim_eval import run_sim_eval
 
