@@ -53,4 +53,5 @@ mkdir -p "$work"
     > "$work/colcon-build.log" 2>&1 \
     || { tail -n 60 "$work/colcon-build.log" >&2; echo "setup_env: colcon build failed (full log: $work/colcon-build.log)" >&2; exit 1; }
 )
+bash "$repo/scripts/install_launch_kit.sh"
 echo "setup_env: ready in $sgdn_env_root (source scripts/env.sh to use it)"
