@@ -124,6 +124,10 @@ class GraspDetectorNode(LifecycleNode):
 
     def _configure(self) -> None:
         settings = detector_settings(parameter_values(self))
+        # A TensorRT engine build takes minutes, and a stop waits for the load: say it started.
+        self.get_logger().info(
+            f"configuring: loading {settings.model_path or 'the default model'} "
+            f"(backend {settings.backend})")
         self.stats = DetectorStats()
         self._outputs = DetectorOutputs(self)
         handler = FrameHandler(self._outputs, self.stats, self.get_logger(),
