@@ -34,13 +34,6 @@ class StatsSnapshot:
             f"p90 {self.latency_p90_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms, "
             f"max {self.latency_max_ms:.1f} ms")
 
-    @property
-    def unaccounted(self) -> int:
-        """Colour frames received but not yet processed, dropped, rejected or failed: at most
-        the one in inference while frames come, 0 once the node is idle (colour-only input;
-        with depth, frames without a partner are counted apart, as unmatched)."""
-        return self.received - self.processed - self.dropped - self.rejected - self.failed
-
     def _depth_summary(self) -> str:
         """The depth counters, once depth has been used (a colour-only node shows none)."""
         counts = (self.unmatched, self.depth_rejected, self.pose_off_depth_image,

@@ -32,17 +32,17 @@ class StopRun:
     seconds: float
     problems: list[str]
     observed: bool  # configure: stopped before activating; inference: the frame published
+    log: pathlib.Path
 
 
 class StopRig:
-    """What the stops share: cameras, the grasp recorder, a lifecycle client, the slow model."""
+    """What the stops share: the grasp recorder, a lifecycle client, the slow model."""
 
     def __init__(self, session: RosSession, folder: pathlib.Path, inference_s: float,
                  seed: int) -> None:
         self.folder = folder
         self.random = np.random.default_rng(seed)
-        self.best_effort = Camera(session.node)
-        self.reliable = Camera(session.node, reliable=True)
+        self.node = session.node
         self.answers: Recorder = session.record_grasp_arrays()
         self.lifecycle = LifecycleClient(session.node)
         self.images = scenes(2)
@@ -51,10 +51,6 @@ class StopRig:
         self.inference_s = save_slow_model(synthetic, folder / "slow_k120.onnx", inference_s)
         self.slow_model = folder / "slow_k120.onnx"
 
-    def close(self) -> None:
-        self.best_effort.close()
-        self.reliable.close()
-
 
 def stop_races(session: RosSession, report: Report, folder: pathlib.Path, per_signal: int,
                per_signal_other: int, inference_s: float, seed: int) -> None:
@@ -62,16 +58,13 @@ def stop_races(session: RosSession, report: Report, folder: pathlib.Path, per_si
     during a long inference (and as many shutdown transitions)."""
     rig = StopRig(session, folder, inference_s, seed)
     report.add("stops", "inference time of the slow model (s)", rig.inference_s)
-    try:
-        for state, count in (("idle", per_signal), ("flood", per_signal),
-                             ("configure", per_signal_other), ("inference", per_signal_other)):
-            for number in SIGNALS:
-                runs = [stop_once(rig, state, number, index) for index in range(count)]
-                _figures(report, f"{signal.Signals(number).name} {state}", state, runs)
-        runs = [shutdown_transition_once(rig, index) for index in range(per_signal_other)]
-        _figures(report, "lifecycle shutdown", "shutdown", runs)
-    finally:
-        rig.close()
+    for state, count in (("idle", per_signal), ("flood", per_signal),
+                         ("configure", per_signal_other), ("inference", per_signal_other)):
+        for number in SIGNALS:
+            runs = [stop_once(rig, state, number, index) for index in range(count)]
+            _figures(report, f"{signal.Signals(number).name} {state}", state, runs)
+    runs = [shutdown_transition_once(rig, index) for index in range(per_signal_other)]
+    _figures(report, "lifecycle shutdown", "shutdown", runs)
 
 
 def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
@@ -80,8 +73,10 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
     name = signal.Signals(number).name
     parameters: dict[str, object] = {"stats_period_s": 0.05}
     if state == "inference":
+        # Reliable: the one frame must reach the node, which best effort does not promise
+        # right after discovery.
         parameters.update(model_path=str(rig.slow_model), qos_reliability="reliable")
-    camera = rig.reliable if state == "inference" else rig.best_effort
+    camera = Camera(rig.node, reliable=state == "inference")
     detector = DetectorProcess(parameters, rig.folder / f"stop_{state}_{name}_{index}.log")
     flood = None
     message = None
@@ -104,6 +99,7 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
     seconds = time.monotonic() - signalled
     if flood is not None:
         flood.stop()
+    camera.close()
     detector.stop(timeout_s=1.0)
     log = detector.output()
     if state == "configure":
@@ -111,20 +107,23 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
     else:
         observed = message is not None and rig.answers.wait_for_stamp(
             stamp_key(message.header), 2.0) is not None
-    return StopRun(exit_code, seconds, stop_problems(log), observed)
+    return StopRun(exit_code, seconds, stop_problems(log), observed, detector.log_path)
 
 
 def shutdown_transition_once(rig: StopRig, index: int) -> StopRun:
     """Start a detector, ask for its lifecycle shutdown transition, and see how it ends."""
+    camera = Camera(rig.node)
     detector = DetectorProcess({"stats_period_s": 0.05},
                                rig.folder / f"stop_shutdown_transition_{index}.log")
-    accepted = (detector_ready(detector, rig.best_effort)
+    accepted = (detector_ready(detector, camera)
                 and rig.lifecycle.wait_for_services(10.0) and rig.lifecycle.set("shutdown"))
     started = time.monotonic()
     exit_code = detector.wait(EXIT_TIMEOUT_S)
     seconds = time.monotonic() - started
+    camera.close()
     detector.stop(timeout_s=1.0)
-    return StopRun(exit_code, seconds, stop_problems(detector.output()), accepted)
+    return StopRun(exit_code, seconds, stop_problems(detector.output()), accepted,
+                   detector.log_path)
 
 
 def _figures(report: Report, phase: str, state: str, runs: list[StopRun]) -> None:
