@@ -110,7 +110,9 @@ class Camera:
                        is_bigendian: bool, data: bytes | memoryview) -> None:
         message = Image(header=self._header(), height=height, width=width, step=step,
                         encoding=encoding, is_bigendian=is_bigendian)
-        message.data = array.array("B", data)
+        pixels = array.array("B")
+        pixels.frombytes(data)  # one copy; array.array("B", memoryview) goes byte by byte
+        message.data = pixels
         self._publisher.publish(message)
 
     def _header(self) -> Header:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import platform
 import sys
@@ -95,8 +96,9 @@ def run_torture(options: TortureOptions, folder: pathlib.Path) -> int:
                    options.inference_s, options.seed)
     minutes = (time.monotonic() - started) / 60
     print(f"\n{report.table()}\n")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"torture: {minutes:.1f} min on {platform.node()} ({_machine()}, Python "
-          f"{platform.python_version()}); logs in {folder}")
+          f"{platform.python_version()}; load average at the end {load}); logs in {folder}")
     failures = report.failures
     for figure in failures:
         print(f"torture: FAILED: {figure.phase}: {figure.name} = {figure.value} "

@@ -66,7 +66,7 @@ def fuzz_and_cycles(session: RosSession, report: Report, folder: pathlib.Path, m
                     cycles: int, seed: int, bounds: Bounds) -> None:
     """`messages` fuzzed frames, then `cycles` lifecycle cycles, on one reliable-QoS node."""
     detector = DetectorProcess({"qos_reliability": "reliable", "qos_depth": 100,
-                                "stats_period_s": 0.2}, folder / "fuzz_and_cycles.log")
+                                "stats_period_s": 0.05}, folder / "fuzz_and_cycles.log")
     camera = Camera(session.node, reliable=True, depth=100)
     answers = session.record_grasp_arrays()
     diagnostics = DiagnosticsWatch(session.node)
