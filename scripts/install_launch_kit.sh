@@ -7,7 +7,7 @@
 # holds the kit's checksums), so a second setup costs nothing here.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env_paths.sh"
-kit=${SGDN_ROS_LAUNCH_KIT:-"$sgdn_repo/../shared/wheels/ros-launch-kilted"}
+kit="$sgdn_repo/../shared/wheels/ros-launch-kilted"
 if [[ ! -f "$kit/install.sh" ]]; then
   echo "install_launch_kit: no launch kit at $kit: ros2 launch is not installed (the launch tests skip)"
   exit 0
