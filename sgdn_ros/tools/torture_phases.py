@@ -28,8 +28,11 @@ from sgdn_ros.training.scenes import render_tabletop_scene
 
 START_TIMEOUT_S = 90.0
 ANSWER_TIMEOUT_S = 30.0
-# Fuzz messages in flight at most (the subscriptions' history holds 100).
-FUZZ_WINDOW = 50
+# The fuzz's reliable subscription keeps FUZZ_DEPTH messages, so at most FUZZ_WINDOW may be on
+# their way. (Fast DDS sizes each history slot to the largest message it held: a deep history
+# of large frames costs depth x largest in resident memory, e.g. 100 x 10 MB.)
+FUZZ_DEPTH = 10
+FUZZ_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,11 @@ def check_stop(report: Report, phase: str, detector: DetectorProcess) -> None:
 
 def fuzz_and_cycles(session: RosSession, report: Report, folder: pathlib.Path, messages: int,
                     cycles: int, seed: int, bounds: Bounds) -> None:
-    """`messages` fuzzed frames, then `cycles` lifecycle cycles, on one reliable-QoS node."""
-    detector = DetectorProcess({"qos_reliability": "reliable", "qos_depth": 100,
+    """`messages` fuzzed frames, then `cycles` lifecycle cycles, on one reliable-QoS node (so
+    that every message arrives and the rejected count can be exact)."""
+    detector = DetectorProcess({"qos_reliability": "reliable", "qos_depth": FUZZ_DEPTH,
                                 "stats_period_s": 0.05}, folder / "fuzz_and_cycles.log")
-    camera = Camera(session.node, reliable=True, depth=100)
+    camera = Camera(session.node, reliable=True, depth=FUZZ_DEPTH)
     answers = session.record_grasp_arrays()
     diagnostics = DiagnosticsWatch(session.node)
     lifecycle = LifecycleClient(session.node)
@@ -76,7 +80,7 @@ def fuzz_and_cycles(session: RosSession, report: Report, folder: pathlib.Path, m
             report.add("fuzz", "detector active", "no", "yes", held=False)
             return
         image = scenes(1)[0]
-        _fuzz(report, camera, diagnostics, messages, seed)
+        _fuzz(report, camera, diagnostics, messages, seed, detector.pid)
         works = answered(answers, camera, image)
         report.add("fuzz", "next well-formed frame answered", works, "True", works)
         report.equal("fuzz", "lifecycle state after", lifecycle.state(), "active")
@@ -84,17 +88,21 @@ def fuzz_and_cycles(session: RosSession, report: Report, folder: pathlib.Path, m
         works = answered(answers, camera, image)
         report.add("lifecycle", "frame answered after the cycles", works, "True", works)
     finally:
+        camera.close()
         check_stop(report, "fuzz+lifecycle", detector)
 
 
 def _fuzz(report: Report, camera: Camera, diagnostics: DiagnosticsWatch, messages: int,
-          seed: int) -> None:
+          seed: int, pid: int) -> None:
     frames = FuzzFrames(seed)
     data = memoryview(np.random.default_rng(seed).integers(
         0, 256, frames.largest_size, dtype=np.uint8).tobytes())
     sent = broken = volume = 0
+    samples = []
     started = time.monotonic()
-    for _ in range(messages):
+    for index in range(messages):
+        if index % max(1, messages // 20) == 0:
+            samples.append(process_sample(pid) or (float("nan"), -1))
         latest = diagnostics.latest()
         if latest is None or sent - latest["received"] > FUZZ_WINDOW:
             target = sent - FUZZ_WINDOW // 2
@@ -122,6 +130,31 @@ def _fuzz(report: Report, camera: Camera, diagnostics: DiagnosticsWatch, message
     report.equal("fuzz", "failed", int(counts.get("failed", -1)), 0)
     report.equal("fuzz", "received - processed - dropped - rejected - failed",
                  _unaccounted(counts) if counts else None, 0)
+    samples.append(process_sample(pid) or (float("nan"), -1))
+    # Not bounded: the first messages grow the history's slots to the largest frames sent.
+    half = samples[len(samples) // 2][0]
+    report.add("fuzz", "RSS before / half-way / at the end (MB)",
+               f"{samples[0][0]:.1f} / {half:.1f} / {samples[-1][0]:.1f}")
+    report.add("fuzz", "threads before / at most during", f"{samples[0][1]} / "
+               f"{max(threads for _, threads in samples)}")
+
+
+def _memory_figures(report: Report, phase: str, warm_up: str,
+                    samples: list[tuple[float, int]], warm_count: int, bounds: Bounds) -> None:
+    """Resident memory and threads after warm-up (the first `warm_count` samples of
+    (MB, threads)) and later; growth beyond the bound and any new thread fail."""
+    if not samples:
+        report.add(phase, "memory samples", 0, "> 0", held=False)
+        return
+    rss_warm, threads_warm = samples[min(warm_count, len(samples)) - 1]
+    later = samples[warm_count:] or samples[-1:]
+    report.add(phase, f"RSS after {warm_up} (MB)", rss_warm)
+    report.add(phase, "RSS at the end (MB)", later[-1][0])
+    report.at_most(phase, "RSS growth after warm-up (max - warm-up, MB)",
+                   max(rss for rss, _ in later) - rss_warm, bounds.rss_growth_mb)
+    report.add(phase, f"threads after {warm_up}", threads_warm)
+    report.at_most(phase, "threads at most after warm-up",
+                   max(threads for _, threads in later), threads_warm)
 
 
 def _unaccounted(values: dict[str, float]) -> int:
@@ -140,19 +173,11 @@ def _cycles(report: Report, detector: DetectorProcess, lifecycle: LifecycleClien
             failed += not lifecycle.set(transition)
         samples.append(process_sample(detector.pid) or (float("nan"), -1))
     seconds = time.monotonic() - started
-    warm = max(1, cycles // 10)
-    rss_warm, threads_warm = samples[warm - 1]
-    later = samples[warm:] or samples[-1:]
     report.add("lifecycle", "cycles (deactivate, cleanup, configure, activate)", cycles)
     report.equal("lifecycle", "transitions failed", failed, 0)
     report.add("lifecycle", "milliseconds per cycle", 1e3 * seconds / max(cycles, 1))
-    report.add("lifecycle", f"RSS after cycle {warm} (MB)", rss_warm)
-    report.add("lifecycle", "RSS at the end (MB)", later[-1][0])
-    report.at_most("lifecycle", "RSS growth after warm-up (max - warm-up, MB)",
-                   max(rss for rss, _ in later) - rss_warm, bounds.rss_growth_mb)
-    report.add("lifecycle", f"threads after cycle {warm}", threads_warm)
-    report.at_most("lifecycle", "threads at most after warm-up",
-                   max(threads for _, threads in later), threads_warm)
+    warm = max(1, cycles // 10)
+    _memory_figures(report, "lifecycle", f"cycle {warm}", samples, warm, bounds)
 
 
 def flood(session: RosSession, report: Report, folder: pathlib.Path, seconds: float,
@@ -187,6 +212,7 @@ def flood(session: RosSession, report: Report, folder: pathlib.Path, seconds: fl
         counts = diagnostics.wait_for(lambda values: _unaccounted(values) == 0, 10.0) or {}
         _flood_figures(report, phase, sent, latencies, counts, samples, seconds, bounds)
     finally:
+        camera.close()
         check_stop(report, phase, detector)
 
 
@@ -205,14 +231,6 @@ def _flood_figures(report: Report, phase: str, sent: int, latencies: list[float]
                    bounds.p99_ms)
     report.add(phase, "latency camera -> grasps max (ms)", percentile_ms(latencies, 100))
     warm_up_end = samples[0][0] + max(5.0, 0.1 * seconds) if samples else 0.0
-    warm = [sample for sample in samples if sample[0] <= warm_up_end][-1:] or samples[:1]
-    later = [sample for sample in samples if sample[0] > warm_up_end] or warm
-    if not warm:
-        report.add(phase, "memory samples", 0, "> 0", held=False)
-        return
-    report.add(phase, "RSS after warm-up (MB)", warm[0][1])
-    report.add(phase, "RSS at the end (MB)", later[-1][1])
-    report.at_most(phase, "RSS growth after warm-up (max - warm-up, MB)",
-                   max(sample[1] for sample in later) - warm[0][1], bounds.rss_growth_mb)
-    report.add(phase, "threads after warm-up / at most later",
-               f"{warm[0][2]} / {max(sample[2] for sample in later)}")
+    warm_count = max(1, sum(moment <= warm_up_end for moment, _, _ in samples))
+    _memory_figures(report, phase, "warm-up", [(rss, threads) for _, rss, threads in samples],
+                    warm_count, bounds)
