@@ -89,11 +89,14 @@ def run_torture(options: TortureOptions, folder: pathlib.Path) -> int:
     report = Report()
     started = time.monotonic()
     with RosSession("sgdn_torture") as session:
-        fuzz_and_cycles(session, report, folder, options.fuzz, options.cycles, options.seed,
-                        bounds)
-        flood(session, report, folder, options.flood_s, options.rate_hz, bounds)
-        stop_races(session, report, folder, options.stops, options.stops_other,
-                   options.inference_s, options.seed)
+        if options.fuzz or options.cycles:
+            fuzz_and_cycles(session, report, folder, options.fuzz, options.cycles,
+                            options.seed, bounds)
+        if options.flood_s > 0:
+            flood(session, report, folder, options.flood_s, options.rate_hz, bounds)
+        if options.stops or options.stops_other:
+            stop_races(session, report, folder, options.stops, options.stops_other,
+                       options.inference_s, options.seed)
     minutes = (time.monotonic() - started) / 60
     print(f"\n{report.table()}\n")
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())

@@ -92,7 +92,11 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
             time.sleep(rig.random.uniform(0.3, 1.5))
         else:
             message = camera.publish_bgr(rig.images[0])
-            time.sleep(rig.random.uniform(0.2, 0.6) * rig.inference_s)
+            # Its arrival shows in the next stats line (every 0.05 s); the inference thread
+            # takes it at once, then works on it for about inference_s.
+            wait_until(lambda: "]: received 1," in detector.output(), START_TIMEOUT_S,
+                       poll_s=0.01)
+            time.sleep(rig.random.uniform(0.1, 0.5) * rig.inference_s)
     signalled = time.monotonic()
     detector.send(number)
     exit_code = detector.wait(EXIT_TIMEOUT_S)
