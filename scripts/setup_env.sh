@@ -60,9 +60,9 @@ mkdir -p "$work"
     > "$work/colcon-build.log" 2>&1 \
     || { tail -n 60 "$work/colcon-build.log" >&2; echo "setup_env: colcon build failed (full log: $work/colcon-build.log)" >&2; exit 1; }
 )
-# ros2 launch and the ros2 CLI (the launch kit in ../shared/wheels/ros-launch-kilted/) are
-# installed here, after the package (the kit checks `ros2 pkg prefix sgdn_ros`), by ONE line
-# calling scripts/install_launch_kit.sh. The kit is built from Kilted-era sources and fits both
-# distributions: on Jazzy (rclpy 7) it installed and ran ros2 launch, lifecycle, param, topic,
-# node and interface, and the launched detector answered an image; no distribution switch.
+# ros2 launch and the ros2 CLI (the launch kit in ../shared/wheels/ros-launch-kilted/), after
+# the package (the kit checks `ros2 pkg prefix sgdn_ros`). The kit is built from Kilted-era
+# sources and fits both distributions: on Jazzy (rclpy 7) it installed and ran ros2 launch,
+# lifecycle, param, topic, node and interface, and the launched detector answered an image.
+bash "$repo/scripts/install_launch_kit.sh"
 echo "setup_env: ROS 2 ${distro^} ready in $sgdn_env_root (source scripts/env.sh to use it)"

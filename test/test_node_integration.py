@@ -80,6 +80,16 @@ class Rig:
         self.peer.destroy_node()
 
 
+@pytest.fixture(scope="module")
+def slow_model_k120(model_k120, tmp_path_factory):
+    """The synthetic K = 120 model, slowed to about a second per inference."""
+    from sgdn_ros.tools.torture_model import save_slow_model
+
+    path = tmp_path_factory.mktemp("slow") / "slow_k120.onnx"
+    save_slow_model(model_k120, path, 1.0)
+    return path
+
+
 @pytest.fixture
 def rig_factory(ros_context, model_k120):
     rigs = []
@@ -151,28 +161,58 @@ def test_inactive_node_publishes_nothing(rig_factory):
     assert rig.detector.stats.snapshot().received == 0
 
 
-def test_bad_images_are_counted_and_the_node_keeps_working(rig_factory):
-    rig = rig_factory()
-    configure_and_activate(rig)
-    good = scene_image()
+def broken_images(rig: Rig, good) -> list[Image]:
+    """One image message broken in each way the subscription's header checks catch."""
     depth = rig.image_message(good)
     depth.encoding = "32FC1"
     truncated = rig.image_message(good)
     truncated.data = array.array("B", bytes(truncated.data)[: len(truncated.data) // 2])
     empty = rig.image_message(good)
     empty.height, empty.width, empty.step, empty.data = 0, 0, 0, array.array("B")
-    for count, bad in enumerate((depth, truncated, empty), start=1):
+    narrow_step = rig.image_message(good)
+    narrow_step.step = narrow_step.width * 3 - 1
+    return [depth, truncated, empty, narrow_step]
+
+
+def test_bad_images_are_counted_and_the_node_keeps_working(rig_factory):
+    rig = rig_factory()
+    configure_and_activate(rig)
+    good = scene_image()
+    for count, bad in enumerate(broken_images(rig, good), start=1):
         rig.image_publisher.publish(bad)
         assert wait_for_stats(rig, lambda s, count=count: s.received == count
-                              and s.rejected + s.dropped == count), rig.detector.stats.snapshot()
+                              and s.rejected == count), rig.detector.stats.snapshot()
     snapshot = rig.detector.stats.snapshot()
-    assert snapshot.received == 3 and snapshot.rejected + snapshot.dropped == 3
-    assert snapshot.processed == 0 and snapshot.failed == 0
+    assert snapshot.processed == snapshot.dropped == snapshot.failed == 0
 
     message = rig.image_message(good)
     rig.image_publisher.publish(message)
     assert rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
     assert wait_for_stats(rig, lambda s: s.processed == 1)
+
+
+def test_a_bad_frame_never_displaces_a_good_one_waiting_for_inference(rig_factory,
+                                                                       slow_model_k120):
+    """Issue 11, item 4: a good frame waits in the one slot while the inference thread is busy
+    (a model slowed to about a second per frame); broken frames arriving after it are rejected
+    at the subscription, counted exactly, and the waiting frame is still answered."""
+    rig = rig_factory(model_path=str(slow_model_k120), qos_depth=10)
+    configure_and_activate(rig)
+    good = scene_image()
+    rig.image_publisher.publish(rig.image_message(good))
+    assert wait_for_stats(rig, lambda s: s.received == 1)
+    time.sleep(0.2)  # the inference thread has taken it: about a second of work ahead
+    waiting = rig.image_message(good)
+    rig.image_publisher.publish(waiting)
+    bad = broken_images(rig, good)
+    for message in bad:
+        rig.image_publisher.publish(message)
+    assert wait_for_stats(rig, lambda s: s.received == 2 + len(bad)), \
+        rig.detector.stats.snapshot()
+    assert rig.best.wait_for_stamp(stamp_key(waiting.header), ANSWER_TIMEOUT_S) is not None
+    assert wait_for_stats(rig, lambda s: s.processed == 2), rig.detector.stats.snapshot()
+    snapshot = rig.detector.stats.snapshot()
+    assert (snapshot.rejected, snapshot.dropped, snapshot.failed) == (len(bad), 0, 0)
 
 
 def test_a_flood_of_frames_is_dropped_not_queued(rig_factory):

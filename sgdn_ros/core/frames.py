@@ -65,21 +65,50 @@ class RawImage:
     is_bigendian: bool = False
 
     def __post_init__(self) -> None:
-        layout = pixel_layout(self.encoding)
-        _check_geometry(self.height, self.width, self.step,
-                        layout.channels * layout.bytes_per_channel, self.encoding)
         raw = byte_view(self.data)
-        if raw.size < self.height * self.step:
-            raise ImageConversionError(
-                f"image message data is truncated: {raw.size} bytes, but height x step = "
-                f"{self.height} x {self.step} = {self.height * self.step}; the publisher sent "
-                "an incomplete frame, check its height, step and data fields"
-            )
+        problem = raw_image_problem(self.height, self.width, self.step, self.encoding, raw.size)
+        if problem is not None:
+            raise ImageConversionError(problem)
         object.__setattr__(self, "data", raw)
 
     @property
     def layout(self) -> PixelLayout:
         return _LAYOUTS[self.encoding]
+
+
+def raw_image_problem(height: int, width: int, step: int, encoding: str,
+                      size: int) -> str | None:
+    """What is wrong with a raw frame (encoding, size, step, or ``size`` bytes of data too few
+    for them), saying where to fix it; None for a frame ``RawImage`` accepts. Reads no pixel:
+    cheap enough for a subscription callback to refuse a bad frame before it queues."""
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        return _unsupported_encoding(encoding)
+    if height <= 0 or width <= 0:
+        return (f"image message has no pixels (height {height}, width {width}); the publisher "
+                "sent an empty frame, check the camera driver")
+    bytes_per_pixel = layout.channels * layout.bytes_per_channel
+    if step < width * bytes_per_pixel:
+        return (f"image message step {step} is smaller than width x bytes per pixel = {width} x "
+                f"{bytes_per_pixel} = {width * bytes_per_pixel} for {encoding!r}; the publisher "
+                "filled step or encoding wrongly, step must be the number of bytes per row")
+    if size < height * step:
+        return (f"image message data is truncated: {size} bytes, but height x step = "
+                f"{height} x {step} = {height * step}; the publisher sent an incomplete frame, "
+                "check its height, step and data fields")
+    return None
+
+
+def compressed_image_problem(image_format: str, size: int) -> str | None:
+    """What makes a compressed image of ``size`` bytes in ``image_format`` unusable before
+    decoding it (a depth image, no data), or None; the decoder finds the rest."""
+    if "compresseddepth" in image_format.lower():
+        return (f"compressed image format {image_format!r} is a compressed depth image, not a "
+                "colour image; subscribe to the colour camera's compressed topic instead")
+    if size == 0:
+        return (f"compressed image message (format {image_format!r}) has no data; the publisher "
+                "sent an empty frame, check the camera driver")
+    return None
 
 
 def raw_image_from_message(message) -> RawImage:
@@ -138,17 +167,10 @@ def compressed_message_to_bgr(message) -> np.ndarray:
     grey or alpha images are converted to three channels, so ``format`` needs no parsing.
     """
     image_format = str(message.format)
-    if "compresseddepth" in image_format.lower():
-        raise ImageConversionError(
-            f"compressed image format {image_format!r} is a compressed depth image, not a colour "
-            "image; subscribe to the colour camera's compressed topic instead"
-        )
     raw = byte_view(message.data)
-    if raw.size == 0:
-        raise ImageConversionError(
-            f"compressed image message (format {image_format!r}) has no data; the publisher "
-            "sent an empty frame, check the camera driver"
-        )
+    problem = compressed_image_problem(image_format, raw.size)
+    if problem is not None:
+        raise ImageConversionError(problem)
     bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(
@@ -188,31 +210,11 @@ def bgr_image_problem(array: object) -> str | None:
     return f"expected an (H, W, 3) uint8 BGR image, got shape {shape} dtype {dtype}"
 
 
-def pixel_layout(encoding: str) -> PixelLayout:
-    layout = _LAYOUTS.get(encoding)
-    if layout is None:
-        raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: "
-            f"{', '.join(SUPPORTED_ENCODINGS)}. "
-            "Depth images (e.g. '32FC1', '16UC1') are not colour images: subscribe to the "
-            "camera's colour topic, or convert other encodings (Bayer, YUV) with image_proc"
-        )
-    return layout
-
-
-def _check_geometry(height: int, width: int, step: int, bytes_per_pixel: int,
-                    encoding: str) -> None:
-    if height <= 0 or width <= 0:
-        raise ImageConversionError(
-            f"image message has no pixels (height {height}, width {width}); the publisher sent "
-            "an empty frame, check the camera driver"
-        )
-    if step < width * bytes_per_pixel:
-        raise ImageConversionError(
-            f"image message step {step} is smaller than width x bytes per pixel = {width} x "
-            f"{bytes_per_pixel} = {width * bytes_per_pixel} for {encoding!r}; the publisher "
-            "filled step or encoding wrongly, step must be the number of bytes per row"
-        )
+def _unsupported_encoding(encoding: str) -> str:
+    return (f"unsupported image encoding {encoding!r}; supported: "
+            f"{', '.join(SUPPORTED_ENCODINGS)}. Depth images (e.g. '32FC1', '16UC1') are not "
+            "colour images: subscribe to the camera's colour topic, or convert other encodings "
+            "(Bayer, YUV) with image_proc")
 
 
 def byte_view(data, subject: str = "image message",

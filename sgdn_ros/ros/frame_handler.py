@@ -17,7 +17,7 @@ from sgdn_ros.pipeline.detector import Detection
 from sgdn_ros.pipeline.grasp_poses import locate_grasps
 from sgdn_ros.pipeline.loading import LoadedDetector
 from sgdn_ros.pipeline.stats import DetectorStats
-from sgdn_ros.ros.inputs import DEPTH_TOPIC, IMAGE_TOPIC, ReceivedFrame
+from sgdn_ros.ros.inputs import DEPTH_TOPIC, IMAGE_TOPIC, THROTTLE_S, ReceivedFrame
 from sgdn_ros.ros.messages import (
     depth_frame_with_camera_info,
     depth_metres_from_message,
@@ -25,8 +25,6 @@ from sgdn_ros.ros.messages import (
 )
 from sgdn_ros.ros.outputs import DetectorOutputs
 from sgdn_ros.ros.parameters import NodeOptions
-
-THROTTLE_S = 5.0
 
 
 class FrameHandler:

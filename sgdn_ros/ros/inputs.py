@@ -2,7 +2,9 @@
 camera's camera_info, paired by stamp (``sgdn_ros.pipeline.pairing``).
 
 Subscriptions run on the executor thread and only hand frames over: the newest colour frame
-(or colour + depth pair) goes to the inference thread's one-frame slot, and camera_info, which
+(or colour + depth pair) goes to the inference thread's one-frame slot, once its header has
+passed the cheap checks (so a bad frame is counted as rejected, exactly, and never displaces a
+good one waiting in the slot; the full check stays on the inference thread), and camera_info, which
 a driver repeats with every frame, is kept as the latest one, read when the frame is processed
 (so a camera_info that arrives just after its frame is still used).
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from sgdn_ros.core.frames import compressed_image_problem, raw_image_problem
 from sgdn_ros.pipeline.pairing import COLOUR, DEPTH, StampPairer
 from sgdn_ros.pipeline.stats import DetectorStats
 from sgdn_ros.ros.messages import CAMERA_MESSAGES
@@ -25,6 +28,8 @@ from sgdn_ros.ros.parameters import NodeOptions
 IMAGE_TOPIC = "image_raw"
 DEPTH_TOPIC = "depth/image_raw"
 CAMERA_INFO_TOPIC = "camera_info"
+# Seconds between two log lines about the same kind of bad input.
+THROTTLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,15 @@ class ReceivedFrame:
 
 def stamp_ns(message: Image | CompressedImage) -> int:
     return message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+
+
+def colour_message_problem(message: Image | CompressedImage) -> str | None:
+    """What makes a colour message unusable judging by its header and data length alone
+    (``core.frames``' checks, no pixel read), or None."""
+    if isinstance(message, CompressedImage):
+        return compressed_image_problem(str(message.format), len(message.data))
+    return raw_image_problem(int(message.height), int(message.width), int(message.step),
+                             message.encoding, len(message.data))
 
 
 class CameraInputs:
@@ -97,6 +111,12 @@ class CameraInputs:
 
     def _on_colour(self, message: Image | CompressedImage) -> None:
         self._stats.count("received")
+        problem = colour_message_problem(message)
+        if problem is not None:
+            self._stats.count("rejected")
+            self._node.get_logger().warning(f"rejected an image on {IMAGE_TOPIC}: {problem}",
+                                            throttle_duration_sec=THROTTLE_S)
+            return
         if self._pairer is None:
             self._hand_over(ReceivedFrame(message, time.monotonic()))
         else:

@@ -19,9 +19,10 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo
 
 from sgdn_ros.core.depth_planes import DEPTH_KINDS
@@ -39,6 +40,7 @@ from sgdn_ros.ros.parameters import (
     parameter_values,
     values_after,
 )
+from sgdn_ros.ros.stopping import StopRequest, spin_until
 
 NODE_NAME = "sgdn_detector"
 
@@ -58,6 +60,7 @@ class GraspDetectorNode(LifecycleNode):
         self._outputs: DetectorOutputs | None = None
         self._stats_timer = None
         self._inputs: CameraInputs | None = None
+        self.finalized = False
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Refuse a value the table or a config refuses; apply runtime ones to the next frame."""
@@ -100,6 +103,8 @@ class GraspDetectorNode(LifecycleNode):
         return self._transition("cleanup", self._release)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything; the process then ends (`main` watches `finalized`)."""
+        self.finalized = True
         return self._transition("shutdown", self._release)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -119,6 +124,10 @@ class GraspDetectorNode(LifecycleNode):
 
     def _configure(self) -> None:
         settings = detector_settings(parameter_values(self))
+        # A TensorRT engine build takes minutes, and a stop waits for the load: say it started.
+        self.get_logger().info(
+            f"configuring: loading {settings.model_path or 'the default model'} "
+            f"(backend {settings.backend})")
         self.stats = DetectorStats()
         self._outputs = DetectorOutputs(self)
         handler = FrameHandler(self._outputs, self.stats, self.get_logger(),
@@ -168,6 +177,13 @@ class GraspDetectorNode(LifecycleNode):
             self.destroy_timer(self._stats_timer)
             self._stats_timer = None
 
+    def finish(self, reason: str) -> None:
+        """The last words of the process: the shutdown transition unless it has run, then the
+        final counts (through the node's logger, while /rosout can still carry them)."""
+        if not self.finalized:
+            self.trigger_shutdown()
+        self.get_logger().info(f"stopping ({reason}): {self.stats.snapshot().summary()}")
+
     def _report_stats(self, backend_name: str) -> None:
         snapshot = self.stats.snapshot()
         self.get_logger().info(snapshot.summary())
@@ -176,26 +192,27 @@ class GraspDetectorNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    """Run the node until SIGINT, SIGTERM or its lifecycle shutdown transition, then stop in
+    order while the context is still valid: the shutdown transition (inputs, then the inference
+    thread, which finishes and publishes the frame in progress, then timers and publishers), the
+    final counts, the node, the context. Exit code 0."""
+    stop = StopRequest()
+    stop.install()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = GraspDetectorNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         # A failed configure was logged with its reason; the node stays up, unconfigured, so
         # a lifecycle manager (or `ros2 lifecycle set`) can retry after a fix.
-        if (node.options.autostart
-                and node.trigger_configure() == TransitionCallbackReturn.SUCCESS):
+        if (node.options.autostart and not stop.reason
+                and node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+                and not stop.reason):
             node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until(executor, lambda: stop.reason is not None or node.finalized)
     finally:
-        # The node's logger would also publish to /rosout, whose context Ctrl-C already closed.
-        rclpy.logging.get_logger(node.get_name()).info(
-            f"stopping: {node.stats.snapshot().summary()}")
-        node.on_shutdown(None)
+        node.finish(stop.reason or "lifecycle shutdown")
         executor.shutdown()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.shutdown()
     return 0

@@ -83,18 +83,32 @@ class DetectorProcess:
         self._process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def running(self) -> bool:
         return self._process.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGINT (as Ctrl-C or launch does), then SIGKILL if it does not end in time."""
+    def send(self, number: int) -> None:
+        """Send signal `number` (SIGINT, SIGTERM) if the process still runs."""
         if self.running():
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            self._process.send_signal(number)
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code once the process has ended, None if it still runs after `timeout_s`."""
+        try:
+            return self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout_s: float = 10.0, number: int = signal.SIGINT) -> int:
+        """Signal `number` (SIGINT: as Ctrl-C or launch does), then SIGKILL if it does not end
+        in time; the exit code."""
+        self.send(number)
+        if self.wait(timeout_s) is None:
+            self._process.kill()
+            self._process.wait()
         self._log.close()
         return self._process.returncode
 

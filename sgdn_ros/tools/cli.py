@@ -212,6 +212,7 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from sgdn_ros.tools.engine_commands import add_engine_commands
+    from sgdn_ros.tools.torture import add_torture_command
 
     parser = argparse.ArgumentParser(prog="sgdn-ros", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=command_export)
 
     add_engine_commands(commands)
+    add_torture_command(commands)
 
     for name, module, text in (("train", "train", "train SGDN on synthetic grasp scenes"),
                                ("evaluate", "evaluate", "Cornell rectangle metric, held-out")):

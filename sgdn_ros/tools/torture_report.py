@@ -1,0 +1,96 @@
+"""What the reliability suite (`sgdn-ros torture`) measures and how it judges: one table of
+figures, each with its bound and whether it held; the detector process's memory and threads
+from /proc; the lines a normal stop must never print; the counts of its last log line."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+# Lines that must not appear in the log of a detector stopped normally.
+FORBIDDEN_ON_STOP = ("Traceback", "[ERROR]", "Failed to publish", "terminate called",
+                     "Segmentation fault", "core dumped", "Fatal Python error")
+_SUMMARY = re.compile(r"stopping \((?P<reason>[^)]*)\): received (?P<received>\d+), processed "
+                      r"(?P<processed>\d+), dropped (?P<dropped>\d+) \(stale\), rejected "
+                      r"(?P<rejected>\d+) \(bad image\), failed (?P<failed>\d+)")
+
+
+@dataclass(frozen=True)
+class Figure:
+    phase: str
+    name: str
+    value: str
+    bound: str
+    held: bool
+
+
+class Report:
+    """The figures of a run, in the order measured; a figure with a bound fails the run when
+    it does not hold."""
+
+    def __init__(self) -> None:
+        self.figures: list[Figure] = []
+
+    def add(self, phase: str, name: str, value: object, bound: str = "",
+            held: bool = True) -> None:
+        text = f"{value:.1f}" if isinstance(value, float) else str(value)
+        self.figures.append(Figure(phase, name, text, bound, bool(held)))
+        print(f"torture: {phase}: {name} = {text}{'' if held else f'  FAILED ({bound})'}",
+              flush=True)
+
+    def at_most(self, phase: str, name: str, value: float, bound: float, unit: str = "") -> None:
+        self.add(phase, name, value, f"<= {bound:g}{unit}", value <= bound)
+
+    def equal(self, phase: str, name: str, value: object, expected: object) -> None:
+        self.add(phase, name, value, f"= {expected}", value == expected)
+
+    @property
+    def failures(self) -> list[Figure]:
+        return [figure for figure in self.figures if not figure.held]
+
+    def table(self) -> str:
+        """The figures as one Markdown table."""
+        rows = ["| phase | figure | value | bound | held |", "|---|---|---|---|---|"]
+        rows += [f"| {f.phase} | {f.name} | {f.value} | {f.bound} | "
+                 f"{'yes' if f.held else '**NO**'} |" for f in self.figures]
+        return "\n".join(rows)
+
+
+def process_sample(pid: int) -> tuple[float, int] | None:
+    """(resident memory in MB, thread count) of process `pid`, None once it has gone."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024.0, int(fields["Threads"])
+
+
+def stop_problems(log: str) -> list[str]:
+    """The forbidden lines of a stopped detector's log (at most three), and a missing or
+    unbalanced final count."""
+    problems = [line.strip() for line in log.splitlines()
+                if any(word in line for word in FORBIDDEN_ON_STOP)][:3]
+    counts = final_counts(log)
+    if counts is None:
+        problems.append("no final 'stopping (...)' line")
+    elif counts["received"] != sum(counts[key] for key in
+                                   ("processed", "dropped", "rejected", "failed")):
+        problems.append(f"final counts do not sum: {counts}")
+    return problems
+
+
+def final_counts(log: str) -> dict[str, int] | None:
+    """The counters of the detector's last line (`stopping (REASON): received ...`)."""
+    matches = list(_SUMMARY.finditer(log))
+    if not matches:
+        return None
+    return {key: int(value) for key, value in matches[-1].groupdict().items() if key != "reason"}
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return float(np.percentile(np.array(seconds) * 1e3, q)) if seconds else float("nan")
+
