@@ -73,7 +73,15 @@ class RawImage:
 
     @property
     def layout(self) -> PixelLayout:
-        return _LAYOUTS[self.encoding]
+        return pixel_layout(self.encoding)
+
+
+def pixel_layout(encoding: str) -> PixelLayout:
+    """How ``encoding`` stores a pixel; ``ImageConversionError`` for one the node cannot read."""
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        raise ImageConversionError(_unsupported_encoding(encoding))
+    return layout
 
 
 def raw_image_problem(height: int, width: int, step: int, encoding: str,
