@@ -49,10 +49,11 @@ class SessionTuning:
     CPUs the node runs on, measured on 2 cores by ``sgdn-ros bench`` (docs/performance.md:
     each alternative against them in one run, alone and beside a busy process).
 
-    - ``spinning`` off: by default the pool threads busy-wait between the parallel parts of a
-      run and after it, taking the core that the camera driver, DDS and the node's other
-      threads need; inference itself was slower with it in every run, 1.2-1.8x alone and
-      1.3-2.8x beside a busy process.
+    - ``spinning`` on (ONNX Runtime's default): the pool threads busy-wait between the
+      parallel parts of a run. Turned off, inference alone ran faster in the bench (spinning
+      was 1.2-1.8x slower there), but in the node under a camera flood the latency from frame
+      to grasps rose past its bound (test_a_flood_of_frames_is_dropped_not_queued: a 1.3-1.9 s
+      maximum against 0.85 s; on again: within it), so the node keeps the default.
     - Sequential execution, one inter-op thread: SGDN is a chain of layers, the parallel
       executor has nothing to overlap (1.1-2.4x slower).
     - Graph optimisation ``all``: its NCHWc layout is what makes the convolutions fast on the
@@ -64,7 +65,7 @@ class SessionTuning:
     """
 
     intra_op_threads: int = 0
-    spinning: bool = False
+    spinning: bool = True
     parallel: bool = False
     optimization: str = "all"
     memory_arena: bool = True

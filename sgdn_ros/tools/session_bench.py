@@ -22,9 +22,9 @@ from sgdn_ros.models.default import TRAINED_MODEL
 from sgdn_ros.training.scenes import render_tabletop_scene
 
 SETTINGS: dict[str, SessionTuning] = {
-    "chosen: threads one per core, no spinning, sequential, all optimisations, arena and "
-    "pattern": SessionTuning(),
-    "spinning on (ONNX Runtime's default)": SessionTuning(spinning=True),
+    "chosen: threads one per core, spinning (ONNX Runtime's default), sequential, all "
+    "optimisations, arena and pattern": SessionTuning(),
+    "spinning off": SessionTuning(spinning=False),
     "1 intra-op thread": SessionTuning(intra_op_threads=1),
     "parallel execution, 2 inter-op threads": SessionTuning(parallel=True),
     "graph optimisation extended": SessionTuning(optimization="extended"),
