@@ -83,9 +83,7 @@ class SceneResult:
 def observe(world: BinWorld, camera: TopDownCamera, rng: np.random.Generator) -> SensorFrame:
     truth = camera.render(world.p, world.client)
     depth = np.where(np.isfinite(truth.depth_m), truth.depth_m, 0.0).astype(np.float64)
-    depth_mm = measure_depth(rng, depth)
-    depth_mm[depth <= 0.0] = 0
-    return SensorFrame(truth.bgr, depth_mm, camera.model, truth)
+    return SensorFrame(truth.bgr, measure_depth(rng, depth), camera.model, truth)
 
 
 def clear_tray(world: BinWorld, gripper: Gripper, camera: TopDownCamera, planner: GraspPlanner,
@@ -118,9 +116,11 @@ def clear_tray(world: BinWorld, gripper: Gripper, camera: TopDownCamera, planner
 
 
 def _object_under(world: BinWorld, truth: RgbdFrame, grasp: PlannedGrasp) -> int:
+    if not (math.isfinite(grasp.row) and math.isfinite(grasp.col)):
+        return -1
     row, col = int(round(grasp.row)), int(round(grasp.col))
     height, width = truth.body_ids.shape
-    if not (0 <= row < height and 0 <= col < width) or not math.isfinite(grasp.row):
+    if not (0 <= row < height and 0 <= col < width):
         return -1
     body = int(truth.body_ids[row, col])
     return next((placed.object_id for placed in world.objects if placed.body == body), -1)

@@ -97,13 +97,12 @@ def run_sim_eval(*, scenes: int, objects: int, seed: int, split: str, planner: s
                 return 1
         results = []
         for index in range(scenes):
-            world = stack.enter_context(BinWorld())
-            world.drop_objects(seed + index, objects, split)
-            scene_planner: GraspPlanner = node_planner or TrueGraspPlanner(
-                world, camera, gripper_spec)
-            result = clear_tray(world, Gripper(world, gripper_spec), camera, scene_planner,
-                                seed + index)
-            world.close()
+            with BinWorld() as world:
+                world.drop_objects(seed + index, objects, split)
+                scene_planner: GraspPlanner = node_planner or TrueGraspPlanner(
+                    world, camera, gripper_spec)
+                result = clear_tray(world, Gripper(world, gripper_spec), camera,
+                                    scene_planner, seed + index)
             results.append(result)
             _print_scene(result)
     elapsed = time.monotonic() - started

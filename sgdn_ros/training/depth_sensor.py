@@ -22,10 +22,11 @@ _HOLE_BAND_CELLS = (6, 8)
 
 
 def measure_depth(rng: np.random.Generator, depth_m: np.ndarray) -> np.ndarray:
-    """The sensor's reading of ``depth_m``: uint16 millimetres, noisy, with holes (0)."""
+    """The sensor's reading of ``depth_m``: uint16 millimetres, noisy, with holes (0); no
+    reading where ``depth_m`` is 0 (no surface in range)."""
     sigma_mm = DEPTH_NOISE_MM_AT_REFERENCE * (depth_m / DEPTH_NOISE_REFERENCE_M) ** 2
     noisy_mm = np.rint(depth_m * 1000.0 + rng.standard_normal(depth_m.shape) * sigma_mm)
-    holes = _edge_holes(rng, depth_m) | _random_holes(rng, depth_m.shape)
+    holes = _edge_holes(rng, depth_m) | _random_holes(rng, depth_m.shape) | (depth_m <= 0)
     return np.where(holes, 0, np.clip(noisy_mm, 1, 65535)).astype(np.uint16)
 
 

@@ -185,7 +185,6 @@ class StoredSceneDataset(Dataset):
         frame = turn_frame(self.store.frame(index % len(self.store)), int(rng.integers(4)),
                            bool(rng.random() < 0.5), self.num_angle_classes)
         measured = measure_depth(rng, frame.depth_mm.astype(np.float64) / 1000.0)
-        measured[frame.depth_mm == 0] = 0
         depth_m = np.where(measured > 0, measured / 1000.0, np.nan).astype(np.float32)
         if self.input_kind == "depth":
             planes, geometry = depth_planes(depth_m, self._config)
