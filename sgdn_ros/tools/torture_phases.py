@@ -19,7 +19,10 @@ from sgdn_ros.ros.session import (
 )
 from sgdn_ros.tools.torture_fuzz import FuzzFrames
 from sgdn_ros.tools.torture_report import (
+    NO_SAMPLE,
+    ProcessSample,
     Report,
+    new_threads,
     percentile_ms,
     process_sample,
     stop_problems,
@@ -104,7 +107,7 @@ def _fuzz(report: Report, camera: Camera, diagnostics: DiagnosticsWatch, message
     started = time.monotonic()
     for index in range(messages):
         if index % max(1, messages // 20) == 0:
-            samples.append(process_sample(pid) or (float("nan"), -1))
+            samples.append(process_sample(pid) or NO_SAMPLE)
         latest = diagnostics.latest()
         if latest is None or sent - latest["received"] > FUZZ_WINDOW:
             target = sent - FUZZ_WINDOW // 2
@@ -132,31 +135,34 @@ def _fuzz(report: Report, camera: Camera, diagnostics: DiagnosticsWatch, message
     report.equal("fuzz", "failed", int(counts.get("failed", -1)), 0)
     report.equal("fuzz", "received - processed - dropped - rejected - failed",
                  _unaccounted(counts) if counts else None, 0)
-    samples.append(process_sample(pid) or (float("nan"), -1))
+    samples.append(process_sample(pid) or NO_SAMPLE)
     # Not bounded: the first messages grow the history's slots to the largest frames sent.
     half = samples[len(samples) // 2][0]
     report.add("fuzz", "RSS before / half-way / at the end (MB)",
                f"{samples[0][0]:.1f} / {half:.1f} / {samples[-1][0]:.1f}")
     report.add("fuzz", "threads before / at most during", f"{samples[0][1]} / "
-               f"{max(threads for _, threads in samples)}")
+               f"{max(sample.threads for sample in samples)}")
 
 
-def _memory_figures(report: Report, phase: str, warm_up: str,
-                    samples: list[tuple[float, int]], warm_count: int, bounds: Bounds) -> None:
-    """Resident memory and threads after warm-up (the first `warm_count` samples of
-    (MB, threads)) and later; growth beyond the bound and any new thread fail."""
+def _memory_figures(report: Report, phase: str, warm_up: str, samples: list[ProcessSample],
+                    warm_count: int, bounds: Bounds) -> None:
+    """Resident memory and threads after warm-up (the first `warm_count` samples) and later;
+    growth beyond the bound and any new thread fail (the new threads are named)."""
     if not samples:
         report.add(phase, "memory samples", 0, "> 0", held=False)
         return
-    rss_warm, threads_warm = samples[min(warm_count, len(samples)) - 1]
+    warm = samples[min(warm_count, len(samples)) - 1]
     later = samples[warm_count:] or samples[-1:]
-    report.add(phase, f"RSS after {warm_up} (MB)", rss_warm)
-    report.add(phase, "RSS at the end (MB)", later[-1][0])
+    report.add(phase, f"RSS after {warm_up} (MB)", warm.rss_mb)
+    report.add(phase, "RSS at the end (MB)", later[-1].rss_mb)
     report.at_most(phase, "RSS growth after warm-up (max - warm-up, MB)",
-                   max(rss for rss, _ in later) - rss_warm, bounds.rss_growth_mb)
-    report.add(phase, f"threads after {warm_up}", threads_warm)
-    report.at_most(phase, "threads at most after warm-up",
-                   max(threads for _, threads in later), threads_warm)
+                   max(sample.rss_mb for sample in later) - warm.rss_mb, bounds.rss_growth_mb)
+    report.add(phase, f"threads after {warm_up}", warm.threads)
+    most = max(later, key=lambda sample: sample.threads)
+    report.at_most(phase, "threads at most after warm-up", most.threads, warm.threads)
+    if most.threads > warm.threads:
+        report.add(phase, "threads new after warm-up",
+                   new_threads(warm.thread_names, most.thread_names))
 
 
 def _unaccounted(values: dict[str, float]) -> int:
@@ -173,7 +179,7 @@ def _cycles(report: Report, detector: DetectorProcess, lifecycle: LifecycleClien
     for _ in range(cycles):
         for transition in ("deactivate", "cleanup", "configure", "activate"):
             failed += not lifecycle.set(transition)
-        samples.append(process_sample(detector.pid) or (float("nan"), -1))
+        samples.append(process_sample(detector.pid) or NO_SAMPLE)
     seconds = time.monotonic() - started
     report.add("lifecycle", "cycles (deactivate, cleanup, configure, activate)", cycles)
     report.equal("lifecycle", "transitions failed", failed, 0)
@@ -197,7 +203,7 @@ def flood(session: RosSession, report: Report, folder: pathlib.Path, seconds: fl
             return
         images = scenes(4)
         first_answer = answers.count()
-        samples: list[tuple[float, float, int]] = []
+        samples: list[tuple[float, ProcessSample]] = []
         sent = 0
         started = time.monotonic()
         while (now := time.monotonic()) < started + seconds and detector.running():
@@ -206,7 +212,7 @@ def flood(session: RosSession, report: Report, folder: pathlib.Path, seconds: fl
             if not samples or now - samples[-1][0] >= 1.0:
                 sample = process_sample(detector.pid)
                 if sample is not None:
-                    samples.append((now, *sample))
+                    samples.append((now, sample))
             time.sleep(max(0.0, started + sent / rate_hz - time.monotonic()))
         time.sleep(2.0)
         latencies = [(arrival - stamp_nanoseconds(message.header)) * 1e-9
@@ -219,7 +225,7 @@ def flood(session: RosSession, report: Report, folder: pathlib.Path, seconds: fl
 
 
 def _flood_figures(report: Report, phase: str, sent: int, latencies: list[float],
-                   counts: dict[str, float], samples: list[tuple[float, float, int]],
+                   counts: dict[str, float], samples: list[tuple[float, ProcessSample]],
                    seconds: float, bounds: Bounds) -> None:
     report.add(phase, "frames sent (640 x 480 bgr8)", sent)
     report.add(phase, "frames answered", len(latencies), "> 0", bool(latencies))
@@ -233,6 +239,6 @@ def _flood_figures(report: Report, phase: str, sent: int, latencies: list[float]
                    bounds.p99_ms)
     report.add(phase, "latency camera -> grasps max (ms)", percentile_ms(latencies, 100))
     warm_up_end = samples[0][0] + max(5.0, 0.1 * seconds) if samples else 0.0
-    warm_count = max(1, sum(moment <= warm_up_end for moment, _, _ in samples))
-    _memory_figures(report, phase, "warm-up", [(rss, threads) for _, rss, threads in samples],
+    warm_count = max(1, sum(moment <= warm_up_end for moment, _ in samples))
+    _memory_figures(report, phase, "warm-up", [sample for _, sample in samples],
                     warm_count, bounds)

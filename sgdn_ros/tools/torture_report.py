@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pathlib
 import re
+from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,14 +61,40 @@ class Report:
         return "\n".join(rows)
 
 
-def process_sample(pid: int) -> tuple[float, int] | None:
-    """(resident memory in MB, thread count) of process `pid`, None once it has gone."""
+class ProcessSample(NamedTuple):
+    """A process's resident memory and its threads, by name (Linux thread names: `comm`)."""
+
+    rss_mb: float
+    threads: int
+    thread_names: Counter[str]
+
+
+NO_SAMPLE = ProcessSample(float("nan"), -1, Counter())
+
+
+def process_sample(pid: int) -> ProcessSample | None:
+    """Memory and threads of process `pid` from /proc, None once it has gone."""
     try:
         status = pathlib.Path(f"/proc/{pid}/status").read_text()
+        names = Counter(_thread_name(task) for task in pathlib.Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024.0, int(fields["Threads"])
+    return ProcessSample(int(fields["VmRSS"].split()[0]) / 1024.0, int(fields["Threads"]), names)
+
+
+def _thread_name(task: pathlib.Path) -> str:
+    try:
+        return (task / "comm").read_text().strip()
+    except OSError:  # the thread ended between the listing and the read
+        return "(ended)"
+
+
+def new_threads(before: Counter[str], after: Counter[str]) -> str:
+    """The threads `after` has beyond `before`, by name (e.g. "2 x dds.udp.7412"): what a
+    thread-count failure needs to be diagnosed."""
+    extra = after - before
+    return ", ".join(f"{count} x {name}" for name, count in sorted(extra.items())) or "none"
 
 
 def stop_problems(log: str) -> list[str]:
