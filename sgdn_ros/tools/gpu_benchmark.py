@@ -208,9 +208,9 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         bytes_back["step"] = step.path.bytes_copied_device_to_host()
         graph_note = graph.processing_reason.rsplit("; ", 1)[-1]
         disabled = graph.path.frame_graph_disabled_reason
-    finally:
-        step.close()
+    finally:  # the GPU paths pop their contexts in the reverse order of their pushes
         graph.close()
+        step.close()
         author.close()
         torch.cuda.empty_cache()
     rows = []
