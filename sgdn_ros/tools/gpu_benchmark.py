@@ -206,7 +206,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         bytes_back = {"author": author.map_bytes, "graph": graph.path.bytes_copied_device_to_host()}
         step.detect(frame)
         bytes_back["step"] = step.path.bytes_copied_device_to_host()
-        graph_note = graph.processing_reason.rsplit("; ", 1)[-1]
+        graph_note = graph.path.frame_graph_reason
         disabled = graph.path.frame_graph_disabled_reason
     finally:  # the GPU paths pop their contexts in the reverse order of their pushes
         graph.close()
@@ -226,7 +226,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
             f", {len(grasps['step'])} grasps | {label} | {' | '.join(cells)} | {frame_ms:.3f} | "
             f"{timings['author']['frame'] / frame_ms:.1f}x | "
             f"{timings['step']['frame'] / frame_ms:.2f}x | {bytes_back[path]:,} | {same} |")
-    return rows, (f"{compiled.name}{compiled.load_note}; the new path: {graph_note}"
+    return rows, (f"{compiled.name}: {compiled.load_note.lstrip('; ')}; the new path: {graph_note}"
                   + (f"; DISABLED at run time: {disabled}" if disabled else ""))
 
 
@@ -294,7 +294,7 @@ def restart_compile_note(preset: str, classes: int) -> str:
         f"config = preset_config({preset!r}, {classes})\n"
         "backend = TorchBackend.from_module(build_sgdn(config), config, device='cuda', "
         "precision='fp16', cuda_graph=True, compile=True)\n"
-        "print(backend.load_note)\n")
+        "print(backend.load_note.lstrip('; '))\n")
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=False, timeout=600)
     lines = finished.stdout.strip().splitlines()
