@@ -54,7 +54,9 @@ def trained_light(tmp_path_factory) -> pathlib.Path:
     """A light SGDN trained briefly on the GPU: real peaks on real scenes, in seconds."""
     from sgdn_ros.training.train import TrainConfig, train
 
-    output = tmp_path_factory.mktemp("trained_light")
+    output = tmp_path_factory.getbasetemp() / "trained_light"
+    if (output / "checkpoint.pt").exists():  # trained for another module of this run
+        return output / "checkpoint.pt"
     train(TrainConfig(preset="light", steps=TRAIN_STEPS, batch_size=32, workers=12,
                       device="cuda", log_every=100, checkpoint_every=TRAIN_STEPS), output,
           command="test_gpu_detector")
@@ -370,15 +372,17 @@ def test_tensorrt_refusal_on_the_gpu_machine_leaves_no_context_current(tmp_path)
     assert "cannot run here" in finished.stdout
 
 
-def test_benchmark_reports_both_paths(trained_light):
+def test_benchmark_reports_the_three_ways(trained_light):
     from sgdn_ros.tools.gpu_benchmark import benchmark_detectors
 
-    lines = benchmark_detectors(repeats=3, models=(("light", 18),))
-    rows = [line for line in lines if line.startswith("| light")]
-    assert len(rows) == 2 and all(row.rstrip().endswith("| yes |") for row in rows)
-    cpu_bytes = int(rows[0].split("|")[8].strip().replace(",", ""))
-    gpu_bytes = int(rows[1].split("|")[8].strip().replace(",", ""))
-    assert cpu_bytes == 4 * 320 * 320 * (1 + 18 + 1) and 0 < gpu_bytes < 10_000
+    lines = benchmark_detectors(repeats=3, models=(("light", 18),), author_repeats=1)
+    rows = [line.split("|") for line in lines if line.startswith("| light")]
+    assert len(rows) == 3
+    author, step, graph = rows
+    assert int(author[9].strip().replace(",", "")) == 4 * 320 * 320 * (1 + 18 + 1)
+    assert 0 < int(graph[9].strip().replace(",", "")) < 10_000
+    assert graph[10].strip().startswith("yes")
+    assert any("one CUDA graph per frame" in line for line in lines)
 
 
 @pytest.mark.parametrize("channels", [1, 4])

@@ -105,9 +105,11 @@ def test_auto_fp16_falls_back_to_onnxruntime_ignoring_fp16_with_a_note(model_k18
 
 
 @pytest.mark.parametrize("kind", ["tensorrt", "auto"])
-def test_cuda_graph_is_refused_for_tensorrt(model_k18, kind):
-    with pytest.raises(ModelLoadError, match="tensorrt has no CUDA-graph option") as raised:
-        create_backend(kind, model_k18, BackendOptions(cuda_graph=True))
+@pytest.mark.parametrize("option", ["cuda_graph", "compile"])
+def test_cuda_graph_and_compile_are_refused_for_tensorrt(model_k18, kind, option):
+    with pytest.raises(ModelLoadError, match="tensorrt has no CUDA-graph or compile option") \
+            as raised:
+        create_backend(kind, model_k18, BackendOptions(**{option: True}))
     assert not isinstance(raised.value, BackendUnavailable)
 
 

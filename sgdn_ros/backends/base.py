@@ -8,7 +8,7 @@ that a bad model is reported when the node is configured, not on the first camer
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
@@ -18,6 +18,7 @@ import numpy as np
 from sgdn_ros.core.decoding import WIDTH_UNITS
 from sgdn_ros.core.depth_planes import INPUT_KINDS
 from sgdn_ros.core.preprocessing import planes_problem
+from sgdn_ros.gpu.stream_capture import CapturedGraph
 from sgdn_ros.models.errors import ModelLoadError
 from sgdn_ros.models.metadata import OUTPUT_ROLES, PUBLISHED_OUTPUT_NAMES, input_kind_problems
 
@@ -114,6 +115,7 @@ class InferenceBackend(abc.ABC):
     selection_reason: str = ""
     last_inference_seconds: float | None = None
     cuda_device: int | None = None
+    load_note: str = ""  # what loading did beyond opening the model, for the log line
 
     @property
     @abc.abstractmethod
@@ -134,6 +136,17 @@ class InferenceBackend(abc.ABC):
         """
         raise InferenceError(
             f"{self.name} takes and returns host arrays only; it cannot run on GPU memory")
+
+    def graph_capture_refusal(self) -> str | None:
+        """Why ``capture_graph`` cannot record this backend, or None when it can."""
+        return f"the {self.name} backend cannot be recorded into a CUDA graph"
+
+    def capture_graph(self, stream_handle: int, enqueue: Callable[[], None]) -> CapturedGraph:
+        """Record the stream work of ``enqueue`` (which calls ``infer_device`` on
+        ``stream_handle`` among other kernels) as one CUDA graph to replay per frame. The
+        caller has run the same work once before (the warm-up recording needs). Only where
+        ``graph_capture_refusal`` is None."""
+        raise InferenceError(self.graph_capture_refusal() or "")
 
     @abc.abstractmethod
     def close(self) -> None:

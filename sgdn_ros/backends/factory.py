@@ -32,8 +32,9 @@ class BackendOptions:
     threads: int = 0             # CPU threads for inference; 0: the runtime decides
     precision: str = "fp32"      # "fp16": TensorRT, torch on CUDA (onnxruntime: an FP16 export)
     cuda_graph: bool = False     # torch on CUDA: replay the forward pass as one CUDA graph
+    compile: bool = False        # torch on CUDA: TorchInductor kernels, compiled at load
     cuda_device: int = 0         # the GPU that TensorRT and torch run on
-    engine_cache_dir: str = ""   # TensorRT plans; "": engine_cache.default_cache_dir()
+    engine_cache_dir: str = ""   # TensorRT plans, torch's compile cache; "": default_cache_dir()
     force_rebuild: bool = False  # TensorRT: build the plan even when the cached one matches
     workspace_mb: int = 1024     # TensorRT builder workspace limit
     # Frames per inference, for a model with a dynamic batch axis. One: the node runs one
@@ -43,11 +44,11 @@ class BackendOptions:
 
 
 def _open_onnxruntime(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
-    if options.precision != "fp32" or options.cuda_graph:
+    if options.precision != "fp32" or options.cuda_graph or options.compile:
         raise ModelLoadError(
-            "onnxruntime runs the precision stored in the ONNX file and has no CUDA-graph "
-            "option: for FP16 export a copy with `sgdn-ros export --fp16` and set model_path to "
-            "it; keep precision 'fp32' and cuda_graph false")
+            "onnxruntime runs the precision stored in the ONNX file and has no CUDA-graph or "
+            "compile option: for FP16 export a copy with `sgdn-ros export --fp16` and set "
+            "model_path to it; keep precision 'fp32', cuda_graph and torch_compile false")
     from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(model_path, intra_op_threads=options.threads,
@@ -60,14 +61,16 @@ def _open_torch(model_path: str | PathLike[str], options: BackendOptions) -> Inf
     device = "cpu" if resolve_torch_device("auto").type == "cpu" else f"cuda:{options.cuda_device}"
     return TorchBackend(model_path, device=device, precision=options.precision,
                         cuda_graph=options.cuda_graph, threads=options.threads,
-                        max_batch=options.max_batch)
+                        max_batch=options.max_batch, compile=options.compile,
+                        compile_cache_dir=options.engine_cache_dir or None)
 
 
 def _open_tensorrt(model_path: str | PathLike[str], options: BackendOptions) -> InferenceBackend:
-    if options.cuda_graph:
+    if options.cuda_graph or options.compile:
         raise ModelLoadError(
-            "tensorrt has no CUDA-graph option: it already runs one engine launch per frame; "
-            "set cuda_graph false")
+            "tensorrt has no CUDA-graph or compile option: it already runs one engine launch "
+            "per frame (frame_graph records it with the rest of the frame); set cuda_graph and "
+            "torch_compile false")
     from sgdn_ros.backends.tensorrt.runtime import TensorRTBackend
 
     return TensorRTBackend(model_path, precision=options.precision,

@@ -5,7 +5,10 @@ network is fully convolutional, so the input size (a multiple of its output stri
 published model) and the most frames per inference (``max_batch``) are the caller's choice. On
 a CUDA GPU the backend can run in FP16 and replay the whole forward pass as a CUDA graph: one
 graph per batch size, captured on that size's first inference, after which each inference is a
-copy in, one replay and the copies out, with no Python per layer.
+copy in, one replay and the copies out, with no Python per layer. ``compile`` runs
+TorchInductor's kernels instead of the eager layers (``torch_compile``: compiled at load, cached
+on disk); they are recorded by the same graphs. ``capture_graph`` records the network with the
+GPU path's kernels into one graph per frame.
 
 The outputs are float32 whatever the precision (cast on the GPU, inside the graph), and each
 ``infer`` returns fresh arrays: the node may still hold the previous frame's maps for its
@@ -15,6 +18,7 @@ heatmap while the next frame runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from os import PathLike
 
 import numpy as np
@@ -32,7 +36,9 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
+from sgdn_ros.backends.torch_compile import compile_cache_dir, compile_network
 from sgdn_ros.core.depth_planes import input_kind_of_channels
+from sgdn_ros.gpu.stream_capture import CapturedGraph
 from sgdn_ros.network.checkpoint import load_checkpoint
 from sgdn_ros.network.network import OUTPUT_STRIDE, SGDNConfig
 
@@ -67,24 +73,31 @@ class TorchBackend(InferenceBackend):
     stored in the checkpoint (for bare published ``state_dict`` files, which carry none).
     ``max_batch`` is how many frames one inference takes (``info.max_batch``); ``input_size``
     is the square input's side, which neither the checkpoint nor ``SGDNConfig`` records.
+    ``compile``: TorchInductor, compiled here for every batch size up to ``max_batch`` and
+    cached in ``compile_cache_dir`` (``torch_compile``); ``load_note`` says how long it took or
+    why the eager network runs instead.
     """
 
     def __init__(self, checkpoint_path: str | PathLike[str], *, device: str = "auto",
                  precision: str = "fp32", cuda_graph: bool = False,
                  config: SGDNConfig | None = None, threads: int = 0, max_batch: int = 1,
-                 input_size: int = PUBLISHED_INPUT_SIZE) -> None:
+                 input_size: int = PUBLISHED_INPUT_SIZE, compile: bool = False,
+                 compile_cache_dir: str | PathLike[str] | None = None) -> None:
         target = _checked_target(device, precision, cuda_graph)
         _check_sizes(max_batch, input_size)
         if threads > 0 and target.type == "cpu":
             torch.set_num_threads(threads)  # process-wide: this backend is the process's only one
         model, model_config = load_checkpoint(checkpoint_path, config=config, map_location="cpu")
         self._start(model, model_config, target, precision, cuda_graph, max_batch, input_size)
+        if compile:
+            self._compile(compile_cache_dir)
 
     @classmethod
     def from_module(cls, model: nn.Module, config: SGDNConfig | None = None, *,
                     device: str = "auto", precision: str = "fp32", cuda_graph: bool = False,
-                    max_batch: int = 1, input_size: int = PUBLISHED_INPUT_SIZE
-                    ) -> TorchBackend:
+                    max_batch: int = 1, input_size: int = PUBLISHED_INPUT_SIZE,
+                    compile: bool = False,
+                    compile_cache_dir: str | PathLike[str] | None = None) -> TorchBackend:
         """Run a network already in memory (random weights for benchmarks, a model in training).
 
         The backend takes the module over: it is moved, put in eval mode and, for fp16, halved.
@@ -98,12 +111,15 @@ class TorchBackend(InferenceBackend):
         backend = cls.__new__(cls)
         backend._start(model, model_config, target, precision, cuda_graph, max_batch,
                        input_size)
+        if compile:
+            backend._compile(compile_cache_dir)
         return backend
 
     def _start(self, model: nn.Module, config: SGDNConfig, device: torch.device,
                precision: str, cuda_graph: bool, max_batch: int, input_size: int) -> None:
         self.config = config
         self.device = device
+        self._precision = precision
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         if device.type == "cuda":
             # One input shape per batch size for the life of the process: let cuDNN time its
@@ -125,6 +141,8 @@ class TorchBackend(InferenceBackend):
         self._host_input: torch.Tensor | None = torch.zeros(
             batch_shape, dtype=torch.float32, pin_memory=device.type == "cuda")
         self._cuda_graph = cuda_graph
+        self._capturing = False
+        self._network: Callable[[torch.Tensor], tuple] = self._model
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, DeviceOutputs]] = {}
         self._device_outputs: DeviceOutputs | None = None
         if device.type == "cuda":
@@ -147,6 +165,16 @@ class TorchBackend(InferenceBackend):
             f"PyTorch on {where}, {precision}" + (", CUDA graph" if cuda_graph else "")
             + (f", up to {max_batch} frames per inference" if max_batch > 1 else ""))
 
+    def _compile(self, cache_dir: str | PathLike[str] | None) -> None:
+        """Swap in the compiled network, warmed up for every batch size, or keep the eager one
+        with the reason (``load_note``)."""
+        examples = [self._input[:batch] for batch in range(1, self._info.max_batch + 1)]
+        self._network, self.load_note = compile_network(
+            self._model, examples, compile_cache_dir(cache_dir))
+        if self._network is not self._model:
+            self.name = self.name.replace(f"-{self._precision}", f"-{self._precision}-compiled")
+            self.selection_reason += ", TorchInductor"
+
     @property
     def info(self) -> ModelInfo:
         return self._info
@@ -154,7 +182,7 @@ class TorchBackend(InferenceBackend):
     def _forward(self, inputs: torch.Tensor) -> DeviceOutputs:
         """The network's logits as contiguous float32 (nothing to do in fp32 NCHW)."""
         return tuple(output.to(torch.float32, memory_format=torch.contiguous_format)
-                     for output in self._model(inputs))
+                     for output in self._network(inputs))
 
     def _graph_for(self, batch: int) -> tuple[torch.cuda.CUDAGraph, DeviceOutputs]:
         """The CUDA graph of ``batch`` frames on the input's first slots, captured on first use:
@@ -187,7 +215,7 @@ class TorchBackend(InferenceBackend):
             raise InferenceError("the backend is closed; create a new one to run inference")
         batch = inputs.shape[0]
         self._check_batch_size(batch)
-        if not self._cuda_graph:
+        if not self._cuda_graph or self._capturing:  # a frame graph records the layers
             with torch.no_grad():
                 return self._forward(inputs.to(self._dtype))
         graph_input = self._input[:batch]
@@ -243,6 +271,29 @@ class TorchBackend(InferenceBackend):
         self.last_inference_seconds = time.perf_counter() - started
         return DeviceMaps(*(output.data_ptr() for output in self._device_outputs))
 
+    def graph_capture_refusal(self) -> str | None:
+        if self.cuda_device is None:
+            return "torch on the CPU has no CUDA graphs"
+        return None
+
+    def capture_graph(self, stream_handle: int, enqueue: Callable[[], None]) -> CapturedGraph:
+        """Record ``enqueue`` with PyTorch's capture on the caller's stream, so the network's
+        memory comes from the graph's private pool; the GPU path's pycuda kernels on the same
+        stream are recorded with it. The network's layers are recorded directly (not this
+        backend's own ``cuda_graph``)."""
+        if self.cuda_device is None or self._model is None:
+            return super().capture_graph(stream_handle, enqueue)
+        stream = torch.cuda.ExternalStream(int(stream_handle), device=self.device)
+        graph = torch.cuda.CUDAGraph()
+        self._capturing = True
+        try:
+            with torch.cuda.device(self.device), torch.no_grad(), torch.cuda.graph(
+                    graph, stream=stream, capture_error_mode="thread_local"):
+                enqueue()
+        finally:
+            self._capturing = False
+        return _TorchFrameGraph(graph, self._device_outputs, self.device)
+
     def _check_batch_size(self, batch: int) -> None:
         max_batch = self._info.max_batch
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= max_batch:
@@ -256,11 +307,29 @@ class TorchBackend(InferenceBackend):
             return
         self._graphs = {}
         self._device_outputs = None
+        self._network = None
         self._input = None
         self._host_input = None
         self._model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class _TorchFrameGraph:
+    """A graph recorded by ``TorchBackend.capture_graph``, holding the network's outputs (in the
+    graph's pool) for as long as it lives."""
+
+    def __init__(self, graph: torch.cuda.CUDAGraph, outputs: DeviceOutputs | None,
+                 device: torch.device) -> None:
+        self._graph, self._outputs, self._device = graph, outputs, device
+
+    def replay(self, stream_handle: int) -> None:
+        stream = torch.cuda.ExternalStream(int(stream_handle), device=self._device)
+        with torch.cuda.device(self._device), torch.cuda.stream(stream):
+            self._graph.replay()
+
+    def close(self) -> None:
+        self._graph = self._outputs = None
 
 
 class _CudaArrayView:

@@ -20,14 +20,13 @@ from sgdn_ros.core.decoding import (
     DecodeConfig,
     Grasp,
     find_peaks,
-    grasps_at_pixels,
     logit,
-    sigmoid64,
     suppress_close_peaks,
     threshold_in,
 )
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
+from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
 from sgdn_ros.gpu.errors import GpuProcessingError, check_positive_ints
 from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
@@ -39,7 +38,7 @@ _REDUCTION_THREADS = 1024
 _GATHER_THREADS = 128
 _SIGMOID_THREADS = 256
 
-_DECODE_SOURCE = r"""
+DECODE_SOURCE = r"""
 /* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */
 __device__ void store_candidate(int* count, int* candidates, int capacity, int index,
                                 float logit)
@@ -51,7 +50,8 @@ __device__ void store_candidate(int* count, int* candidates, int capacity, int i
     }
 }
 
-__global__ void find_local_maxima(
+/* The candidate test of one pixel (this thread's), shared with the frame graph's kernels. */
+__device__ void local_maximum_at(
     const float* able, int height, int width, int radius, float threshold, int capacity,
     int* count, int* candidates)
 {
@@ -70,6 +70,13 @@ __global__ void find_local_maxima(
     store_candidate(count, candidates, capacity, row * width + col, value);
 }
 
+__global__ void find_local_maxima(
+    const float* able, int height, int width, int radius, float threshold, int capacity,
+    int* count, int* candidates)
+{
+    local_maximum_at(able, height, width, radius, threshold, capacity, count, candidates);
+}
+
 /* numpy.argmax order: NaN beats everything, then the larger value, then the lower index. */
 __device__ bool comes_first(float value, int index, float best, int best_index)
 {
@@ -79,7 +86,8 @@ __device__ bool comes_first(float value, int index, float best, int best_index)
     return index < best_index;
 }
 
-__global__ void find_global_max(
+/* One block of 1024 threads finds the map's argmax; shared with the frame graph. */
+__device__ void block_global_max(
     const float* able, int size, float threshold, int* count, int* candidates)
 {
     __shared__ float values[1024];
@@ -110,15 +118,18 @@ __global__ void find_global_max(
     }
 }
 
-/* For each chosen pixel: the first argmax over the K angle logits (numpy order), and the width
-   logit of that class (or of the single width channel). results = classes, then width bits. */
-__global__ void read_grasp_channels(
-    const float* angle, const float* width_maps, const int* pixels, int count, int plane,
-    int num_classes, int width_per_class, int* results)
+__global__ void find_global_max(
+    const float* able, int size, float threshold, int* count, int* candidates)
 {
-    int grasp = blockIdx.x * blockDim.x + threadIdx.x;
-    if (grasp >= count) return;
-    int pixel = pixels[grasp];
+    block_global_max(able, size, threshold, count, candidates);
+}
+
+/* The first argmax over the K angle logits of one pixel (numpy order), and the width logit of
+   that class (or of the single width channel), as bits. */
+__device__ void grasp_channels(
+    const float* angle, const float* width_maps, int pixel, int plane, int num_classes,
+    int width_per_class, int* angle_class, int* width_bits)
+{
     int best_class = 0;
     float best = angle[pixel];
     for (int k = 1; k < num_classes && !isnan(best); ++k) {
@@ -129,8 +140,19 @@ __global__ void read_grasp_channels(
         }
     }
     int channel = width_per_class ? best_class : 0;
-    results[grasp] = best_class;
-    results[count + grasp] = __float_as_int(width_maps[(size_t)channel * plane + pixel]);
+    *angle_class = best_class;
+    *width_bits = __float_as_int(width_maps[(size_t)channel * plane + pixel]);
+}
+
+/* For each chosen pixel its angle class and width logit: results = classes, then width bits. */
+__global__ void read_grasp_channels(
+    const float* angle, const float* width_maps, const int* pixels, int count, int plane,
+    int num_classes, int width_per_class, int* results)
+{
+    int grasp = blockIdx.x * blockDim.x + threadIdx.x;
+    if (grasp >= count) return;
+    grasp_channels(angle, width_maps, pixels[grasp], plane, num_classes, width_per_class,
+                   &results[grasp], &results[count + grasp]);
 }
 
 __global__ void sigmoid_map(const float* logits, float* confidences, int size)
@@ -164,7 +186,7 @@ class GpuDecoder:
         self.height, self.width = height, width
         self.num_angle_classes, self.width_channels = num_angle_classes, width_channels
         self.max_candidates = max_candidates
-        self._module = compile_kernels(_DECODE_SOURCE)
+        self._module = compile_kernels(DECODE_SOURCE)
         self._local_maxima = self._module.get_function("find_local_maxima")
         self._local_maxima.prepare("PiiifiPP")
         self._global_max = self._module.get_function("find_global_max")
@@ -330,8 +352,5 @@ def decode_on_gpu(decoder: GpuDecoder, able_ptr: object, angle_ptr: object, widt
                   geometry: CropGeometry, config: DecodeConfig, frame: int = 0) -> list[Grasp]:
     """``decode_grasps`` for frame ``frame`` of maps on the GPU: the same grasps, built by the
     same code."""
-    rows, cols, classes, able_logits, width_logits = decoder.decode(
-        able_ptr, angle_ptr, width_ptr, config, frame)
-    crop_widths = sigmoid64(width_logits) * config.max_width_px
-    return grasps_at_pixels(rows, cols, classes, sigmoid64(able_logits), crop_widths,
-                            decoder.num_angle_classes, geometry, config)
+    decoded = decoder.decode(able_ptr, angle_ptr, width_ptr, config, frame)
+    return grasps_from_decoded(decoded, decoder.num_angle_classes, geometry, config)

@@ -102,8 +102,22 @@ class GpuPreprocessor:
 
         ``image`` was checked when it was made (``RawImage``); ``geometry`` must be its own.
         """
-        layout = image.layout
-        if layout.bytes_per_channel != 1:
+        first_row, end_row = self.rows_needed(image, geometry)
+        self._staging_free.synchronize()  # the previous frame's copy may still read it
+        if end_row > first_row:
+            step = image.step
+            staging = self._staging.at_least((end_row - first_row) * step)
+            np.copyto(staging, image.data[first_row * step:end_row * step])
+            self._driver.memcpy_htod_async(self._raw.at_least(staging.nbytes), staging,
+                                           self._stream)
+            self._staging_free.record(self._stream)
+        source = 0 if self._raw.allocation is None else device_pointer(self._raw.allocation)
+        return self.enqueue_planes(source, image, geometry, first_row, frame)
+
+    def rows_needed(self, image: RawImage, geometry: CropGeometry) -> tuple[int, int]:
+        """The first and the end row of ``image`` that the crop reads, once the kernel is
+        known to convert this frame (8-bit channels, no resize, ``geometry`` its own)."""
+        if image.layout.bytes_per_channel != 1:
             raise UnsupportedOnGpuError(
                 f"encoding {image.encoding!r} has 16-bit channels; the GPU preprocessing "
                 "handles 8-bit encodings only, use the CPU Preprocessor for it")
@@ -111,29 +125,29 @@ class GpuPreprocessor:
             raise UnsupportedOnGpuError(
                 f"the crop geometry resizes the image (scale {geometry.scale}): the 'resize' "
                 "small-image policy is not done on the GPU, use the CPU Preprocessor for it")
-        height, width, step = image.height, image.width, image.step
+        height, width = image.height, image.width
         if (geometry.image_height, geometry.image_width) != (height, width):
             raise GpuProcessingError(
                 f"geometry is for a {geometry.image_width}x{geometry.image_height} image but "
                 f"the frame is {width}x{height}; compute it with geometry_for(height, width)")
-        planes = self.frame_ptr(frame)
         first_row = min(max(geometry.top, 0), height)
-        end_row = max(min(geometry.top + self.config.input_height, height), first_row)
-        self._staging_free.synchronize()  # the previous frame's copy may still read it
-        if end_row > first_row:
-            staging = self._staging.at_least((end_row - first_row) * step)
-            np.copyto(staging, image.data[first_row * step:end_row * step])
-            self._driver.memcpy_htod_async(self._raw.at_least(staging.nbytes), staging,
-                                           self._stream)
-            self._staging_free.record(self._stream)
+        return first_row, max(min(geometry.top + self.config.input_height, height), first_row)
+
+    def enqueue_planes(self, source: int, image: RawImage, geometry: CropGeometry,
+                       first_row: int, frame: int = 0) -> int:
+        """Launch the kernel on the rows from ``first_row`` on (``rows_needed``) of ``image``,
+        already at device address ``source``, writing batch slot ``frame``; no copy, no
+        synchronisation, so a CUDA graph can record it. Returns the slot's address."""
+        layout = image.layout
+        planes = self.frame_ptr(frame)
+        _first, end_row = self.rows_needed(image, geometry)
         offsets = list(range(layout.channels))[layout.bgr_channels]
         if len(offsets) == 1:
             offsets *= 3
-        source = 0 if self._raw.allocation is None else device_pointer(self._raw.allocation)
         out_height, out_width = self.config.input_height, self.config.input_width
         self._kernel.prepared_async_call(
             grid_2d(out_height, out_width), BLOCK_2D, self._stream, source, planes,
-            np.int32(end_row - first_row), np.int32(width), np.int32(step),
+            np.int32(end_row - first_row), np.int32(image.width), np.int32(image.step),
             np.int32(geometry.top - first_row), np.int32(geometry.left),
             np.int32(out_height), np.int32(out_width), np.int32(layout.channels),
             *(np.int32(offset) for offset in offsets),

@@ -2,6 +2,8 @@
 
 ``gpu_processing``: ``auto`` uses the GPU when the backend works in GPU memory and pycuda runs,
 else the CPU; ``on`` insists (and raises with the reason); ``off`` always uses the CPU.
+``frame_graph``: on the GPU, replay each frame as one CUDA graph where the backend can be
+recorded (``GpuPath``); the reason says which way frames go.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ GPU_PROCESSING_CHOICES = ("auto", "on", "off")
 
 
 def create_detector(backend: InferenceBackend, preprocess_config: PreprocessConfig,
-                    decode_config: DecodeConfig, gpu_processing: str = "auto") -> GraspDetector:
+                    decode_config: DecodeConfig, gpu_processing: str = "auto",
+                    frame_graph: bool = True) -> GraspDetector:
     """A detector for ``backend``; see the module docstring for ``gpu_processing``.
 
     Call it on the thread that will run the detector (the GPU path's CUDA context is current
@@ -43,7 +46,7 @@ def create_detector(backend: InferenceBackend, preprocess_config: PreprocessConf
     try:
         from sgdn_ros.pipeline.gpu_path import GpuPath
 
-        path = GpuPath(backend, preprocess_config)
+        path = GpuPath(backend, preprocess_config, frame_graph)
     except GpuUnavailableError as error:
         if gpu_processing == "on":
             raise
@@ -51,7 +54,7 @@ def create_detector(backend: InferenceBackend, preprocess_config: PreprocessConf
     return GraspDetector(
         backend, path, decode_config,
         f"GPU pre- and post-processing on CUDA device {backend.cuda_device}: only the grasps "
-        "are copied back, the heatmap only while someone subscribes")
+        f"are copied back, the heatmap only while someone subscribes; {path.frame_graph_reason}")
 
 
 def cpu_detector(backend: InferenceBackend, preprocess_config: PreprocessConfig,
@@ -61,6 +64,6 @@ def cpu_detector(backend: InferenceBackend, preprocess_config: PreprocessConfig,
 
 
 def gpu_detector(backend: InferenceBackend, preprocess_config: PreprocessConfig,
-                 decode_config: DecodeConfig) -> GraspDetector:
+                 decode_config: DecodeConfig, frame_graph: bool = True) -> GraspDetector:
     """The GPU detector or ``GpuUnavailableError``, for tools and tests that need it."""
-    return create_detector(backend, preprocess_config, decode_config, "on")
+    return create_detector(backend, preprocess_config, decode_config, "on", frame_graph)

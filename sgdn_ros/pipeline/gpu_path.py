@@ -13,6 +13,10 @@ The kernels write B, G, R planes only: a depth or RGB-D model's planes (``InputP
 built on the CPU and the group's planes uploaded at once; inference and decoding stay on the
 GPU.
 
+With ``frame_graph`` (the default) a group of 8-bit colour frames runs as one CUDA graph
+instead: upload, preprocessing, network and decoding recorded once per layout and replayed
+(``sgdn_ros.pipeline.frame_graphs``); the same grasps, one launch and a 2 KB copy per frame.
+
 Create, use and close it on one thread, the inference thread: it pushes the device's primary
 context there (the one the backend uses too) and pops it in ``close``.
 """
@@ -31,6 +35,7 @@ from sgdn_ros.core.frames import RawImage, bgr_as_raw_image
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import PreprocessConfig, crop_geometry
 from sgdn_ros.gpu.buffers import HostPlanesUpload
+from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
 from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
@@ -41,6 +46,7 @@ from sgdn_ros.pipeline.detector import (
     InputPlanes,
     batches,
 )
+from sgdn_ros.pipeline.frame_graphs import FrameGraphs, GraphedGroup
 
 
 class GpuPath:
@@ -53,7 +59,8 @@ class GpuPath:
 
     name = "gpu"
 
-    def __init__(self, backend: InferenceBackend, preprocess_config: PreprocessConfig) -> None:
+    def __init__(self, backend: InferenceBackend, preprocess_config: PreprocessConfig,
+                 frame_graph: bool = True) -> None:
         if backend.cuda_device is None:
             raise GpuUnavailableError(
                 f"the {backend.name} backend takes and returns host arrays; GPU processing "
@@ -65,11 +72,14 @@ class GpuPath:
         self._gpu_preprocessor: GpuPreprocessor | None = None
         self._host_planes: HostPlanesUpload | None = None
         self._decoder: GpuDecoder | None = None
+        self._graphs: FrameGraphs | None = None
         self._stream = None
         self._inferences = 0
+        self._frame_bytes = 0
         try:
             self._context.push()
             self._start_processing()
+            self.frame_graph_reason = self._start_graphs(frame_graph)
         except BaseException:
             self._release()
             raise
@@ -97,6 +107,26 @@ class GpuPath:
                 f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
                 "install the CUDA toolkit (nvcc) or set gpu_processing to 'off'") from error
 
+    def _start_graphs(self, wanted: bool) -> str:
+        """Set up the frame graphs where they can run; says which way frames go, and why."""
+        refusal = self.backend.graph_capture_refusal()
+        if not wanted:
+            refusal = "frame_graph is off"
+        elif self._gpu_preprocessor is None:
+            refusal = (f"the model takes {self.backend.info.input_kind} planes, built on the "
+                       "CPU (the graph covers the colour kernel)")
+        if refusal is not None:
+            return f"step by step ({refusal})"
+        self._graphs = FrameGraphs(self.backend, self._stream, self._gpu_preprocessor,
+                                   self.preprocess_config)
+        return ("one CUDA graph per frame (upload, preprocessing, network, decoding; 16-bit "
+                "and resized frames step by step)")
+
+    @property
+    def frame_graph_disabled_reason(self) -> str | None:
+        """Why recording failed at run time, after which every frame goes step by step."""
+        return None if self._graphs is None else self._graphs.disabled_reason
+
     def detect_batch(self, images: Sequence[CameraImage | None],
                      depths: Sequence[DepthImage | None],
                      decode_config: DecodeConfig) -> list[Detection]:
@@ -118,32 +148,58 @@ class GpuPath:
 
     def _detect_group(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]],
                       decode_config: DecodeConfig) -> list[Detection]:
+        graphed = None if self._graphs is None else self._graphs.run(
+            [image for image, _depth in group], decode_config)
+        if graphed is not None:
+            return self._graphed_detections(group, graphed, decode_config)
         started = time.perf_counter()
         planes_ptr, geometries = self._group_planes_on_gpu(group)
         self._stream.synchronize()
         preprocessed = time.perf_counter()
         maps = self.backend.infer_device(planes_ptr, self._stream.handle, batch=len(group))
         self._inferences += 1
-        inference = self._inferences
         self._stream.synchronize()
         inferred = time.perf_counter()
-        preprocess_share = (preprocessed - started) / len(group)
-        infer_share = (inferred - preprocessed) / len(group)
-        decoder = self._decoder
+        decodes = [None] * len(group)
+        return self._detections(group, maps, geometries, decodes, decode_config, {
+            "preprocess": (preprocessed - started) / len(group),
+            "infer": (inferred - preprocessed) / len(group)})
+
+    def _graphed_detections(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]],
+                            graphed: GraphedGroup, decode_config: DecodeConfig
+                            ) -> list[Detection]:
+        """"preprocess" is the frames' copy into the graph's host buffers, "infer" the replay
+        (upload, preprocessing, network and the decoding kernels), "decode" the host's part."""
+        self._inferences += 1
+        self._frame_bytes = graphed.record_bytes
+        return self._detections(group, graphed.maps, graphed.geometries, graphed.decoded,
+                                decode_config, {
+                                    "preprocess": graphed.load_seconds / len(group),
+                                    "infer": graphed.replay_seconds / len(group)})
+
+    def _detections(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]],
+                    maps: Sequence[int], geometries: Sequence[CropGeometry],
+                    decodes: Sequence[object], decode_config: DecodeConfig,
+                    shares: dict[str, float]) -> list[Detection]:
+        """One Detection per frame; a frame without a graph decode (None) is decoded here,
+        step by step, on the maps."""
+        decoder, inference = self._decoder, self._inferences
         detections = []
-        for frame, ((image, depth_m), geometry) in enumerate(zip(group, geometries)):
+        for frame, ((image, depth_m), geometry, decoded) in enumerate(
+                zip(group, geometries, decodes)):
             decode_started = time.perf_counter()
-            grasps = decode_on_gpu(decoder, *maps, geometry, decode_config, frame)
+            if decoded is None:
+                grasps = decode_on_gpu(decoder, *maps, geometry, decode_config, frame)
+                self._frame_bytes = decoder.bytes_copied_device_to_host()
+            else:
+                grasps = grasps_from_decoded(decoded, decoder.num_angle_classes, geometry,
+                                             decode_config)
             detections.append(Detection(
                 grasps=grasps, geometry=geometry, image=image,
                 preprocess_config=self.preprocess_config,
                 confidence_source=lambda frame=frame: self._confidence_map(
-                    decoder, maps.able, frame, inference),
-                stage_seconds={
-                    "preprocess": preprocess_share,
-                    "infer": infer_share,
-                    "decode": time.perf_counter() - decode_started,
-                },
+                    decoder, maps[0], frame, inference),
+                stage_seconds={**shares, "decode": time.perf_counter() - decode_started},
                 depth_m=depth_m))
         return detections
 
@@ -157,8 +213,9 @@ class GpuPath:
         return decoder.confidence_map(able_ptr, frame)
 
     def bytes_copied_device_to_host(self) -> int:
-        """What the last frame's decoding copied from the GPU (heatmaps not included)."""
-        return self._decoder.bytes_copied_device_to_host()
+        """What the last frame's decoding copied from the GPU (heatmaps not included): its
+        graph record, or what the step-by-step decoding copied."""
+        return self._frame_bytes
 
     def _group_planes_on_gpu(self, group: Sequence[tuple[CameraImage | None, DepthImage | None]]
                              ) -> tuple[int, list[CropGeometry]]:
@@ -194,12 +251,14 @@ class GpuPath:
         self._release()
 
     def _release(self) -> None:
-        for processor in (self._gpu_preprocessor, self._host_planes, self._decoder):
+        for processor in (self._graphs, self._gpu_preprocessor, self._host_planes,
+                          self._decoder):
             if processor is not None:
                 processor.close()
         # The stream must be destroyed here, with the context current on this thread; left to
         # the garbage collector on another thread it can abort the process.
-        self._gpu_preprocessor = self._host_planes = self._decoder = self._stream = None
+        self._graphs = self._gpu_preprocessor = self._host_planes = self._decoder = None
+        self._stream = None
         context, self._context = self._context, None
         if context is not None:
             context.release()

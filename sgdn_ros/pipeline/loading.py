@@ -39,7 +39,8 @@ class LoadedDetector:
         backend = self.detector.backend
         info = backend.info
         return (f"loaded {self.model_description} on {backend.name} "
-                f"({getattr(backend, 'selection_reason', '')}) in {self.load_seconds:.2f} s: "
+                f"({getattr(backend, 'selection_reason', '')}{backend.load_note}) in "
+                f"{self.load_seconds:.2f} s: "
                 f"input {info.input_shape}, {info.num_angle_classes} angle classes, width "
                 f"channels {info.width_channels}; {self.detector.processing_reason}")
 
@@ -56,7 +57,7 @@ def load_detector(settings: DetectorSettings) -> LoadedDetector:
     backend = create_backend(settings.backend, model_path, settings.backend_options)
     try:
         detector = create_detector(backend, settings.preprocess, settings.decode,
-                                   settings.gpu_processing)
+                                   settings.gpu_processing, settings.frame_graph)
     except Exception:
         backend.close()
         raise

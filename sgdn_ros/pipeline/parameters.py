@@ -166,12 +166,29 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "`auto`: where possible, else on the CPU; `on`: fail configure if not possible; `off`.",
         sets="gpu_processing", choices=GPU_PROCESSING_CHOICES),
     ParameterSpec(
+        "frame_graph",
+        "GPU processing: record the upload of the raw bytes, the preprocessing, the network and "
+        "the decoding once per encoding, frame size and batch as one CUDA graph and replay it "
+        "per frame (one launch, 2 KB back); the same grasps as step by step. Where the backend "
+        "cannot be recorded, for depth models, 16-bit and resized frames: step by step (the "
+        "log says why).",
+        sets="frame_graph"),
+    ParameterSpec(
+        "torch_compile",
+        "torch backend on CUDA: compile the network with TorchInductor at configure (the log "
+        "says how long it took: 24 s for ResNet-101 on an H200, 12 s on a restart from the "
+        "cache in `engine_cache_dir`/torch_inductor); its kernels are replayed in our CUDA "
+        "graphs (`cuda_graph`, `frame_graph`). Falls back to the eager network, with the "
+        "reason, where compiling fails.",
+        sets="backend_options.compile"),
+    ParameterSpec(
         "cuda_device",
         "Index of the CUDA GPU that the tensorrt and torch backends run on.",
         sets="backend_options.cuda_device", minimum=0, maximum=63),
     ParameterSpec(
         "engine_cache_dir",
-        "TensorRT: folder of cached engine plans; empty: `$XDG_CACHE_HOME/sgdn_ros/engines` "
+        "TensorRT: folder of cached engine plans, torch_compile: its compile cache in "
+        "`torch_inductor` inside it; empty: `$XDG_CACHE_HOME/sgdn_ros/engines` "
         "(`~/.cache/sgdn_ros/engines`).",
         sets="backend_options.engine_cache_dir"),
     ParameterSpec(

@@ -23,13 +23,14 @@ class DetectorSettings:
     """Which model on which backend, where the stages around it run, and their configs.
 
     ``model_path`` is what ``sgdn_ros.models.default.resolve_model_path`` takes ("" is the
-    trained default); ``backend`` and ``gpu_processing`` are the choices of
+    trained default); ``backend``, ``gpu_processing`` and ``frame_graph`` are the choices of
     ``create_backend`` and ``create_detector``; ``gripper`` measures grasps in 3-D (with depth).
     """
 
     model_path: str = ""
     backend: str = "auto"
     gpu_processing: str = "auto"
+    frame_graph: bool = True
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)

@@ -88,9 +88,10 @@ def calibrate_batch_norm(model: nn.Module) -> nn.Module:
             module.momentum = None  # a plain average over the calibration batches
     model.train()
     device = next(model.parameters()).device
+    channels = model.config.input_channels  # 1 (depth), 3 (colour) or 4 (RGB-D)
     with torch.no_grad():
         for _ in range(CALIBRATION_BATCHES):
-            model(torch.randn((2, 3, 320, 320), device=device))
+            model(torch.randn((2, channels, 320, 320), device=device))
     return model.eval()
 
 

@@ -47,6 +47,7 @@ from sgdn_ros.backends.tensorrt.settings import EngineSettings
 from sgdn_ros.backends.tensorrt.tensor_buffers import TensorBuffers, TensorSpec
 from sgdn_ros.backends.tensorrt.tensorrt_log import explained, tensorrt_log
 from sgdn_ros.gpu.cuda_context import CudaContext, GpuUnavailableError, import_pycuda_driver
+from sgdn_ros.gpu.stream_capture import CapturedGraph, DriverStreamCapture
 from sgdn_ros.models.metadata import read_model_metadata
 
 Logger = Callable[[str], None]
@@ -204,6 +205,17 @@ class TensorRTBackend(InferenceBackend):
             raise InferenceError(
                 "TensorRT failed to run the engine (execute_async_v3 returned False): "
                 f"{explained(self._log.take_errors())}")
+
+    def graph_capture_refusal(self) -> str | None:
+        return None if self._execution is not None else "the backend is closed"
+
+    def capture_graph(self, stream_handle: int, enqueue: Callable[[], None]) -> CapturedGraph:
+        """Record the frame's work, ``execute_async_v3`` included, with the driver's stream
+        capture: NVIDIA documents capturing an engine's enqueue once it has run with the same
+        shapes and addresses (the frame graph's warm-up does that run). Not executed on these
+        machines (no TensorRT engine runs here); the same recording of the GPU path's kernels
+        is tested on the GPU machine (test/test_frame_graph.py)."""
+        return DriverStreamCapture(stream_handle, enqueue)
 
     def close(self) -> None:
         """Free the buffers and the engine, then pop and release the CUDA context. Safe to call
