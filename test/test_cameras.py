@@ -14,6 +14,7 @@ import onnx
 import pytest
 
 from sgdn_ros.backends import BackendOptions
+from sgdn_ros.models.batching import save_dynamic_batch_copy
 from sgdn_ros.models.default import TRAINED_MODEL
 from sgdn_ros.pipeline.cameras import (
     NODE_CAMERA,
@@ -218,12 +219,8 @@ def test_the_worker_runs_one_batch_per_take_through_the_scheduler():
 @pytest.fixture(scope="module")
 def dynamic_trained_model(tmp_path_factory) -> pathlib.Path:
     """The shipped static batch-1 model with its batch axis made symbolic."""
-    model = onnx.load(str(TRAINED_MODEL))
-    for value in (*model.graph.input, *model.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    path = tmp_path_factory.mktemp("cameras") / "sgdn_light_k18_dynamic.onnx"
-    onnx.save(model, str(path))
-    return path
+    return save_dynamic_batch_copy(
+        TRAINED_MODEL, tmp_path_factory.mktemp("cameras") / "sgdn_light_k18_dynamic.onnx")
 
 
 def loaded(model: pathlib.Path, max_batch: int) -> LoadedDetector:
@@ -272,6 +269,16 @@ def test_cameras_batched_through_the_scheduler_get_the_grasps_of_a_single_camera
     worker.stop()
     assert sizes == [max_batch] * (len(images) // max_batch)
     assert [answers[camera] for camera in range(len(images))] == alone
+
+
+def test_a_model_without_four_axes_is_not_copied(tmp_path):
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], "flat",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])]))
+    onnx.save(model, str(tmp_path / "flat.onnx"))
+    with pytest.raises(ValueError, match="'x' has 2 axes"):
+        save_dynamic_batch_copy(tmp_path / "flat.onnx", tmp_path / "copy.onnx")
 
 
 def test_one_bad_frame_in_a_batch_costs_only_its_camera(dynamic_trained_model):
