@@ -70,6 +70,8 @@ class CameraChannels:
         """How the cameras share the model, for the log."""
         if self.names == (NODE_CAMERA,):
             return "one camera on the node's own topics"
+        if len(self.names) == 1:
+            return f"one camera, {self.names[0]}"
         return (f"{len(self.names)} cameras ({', '.join(self.names)}): the newest frame of up "
                 f"to {self.scheduler.max_batch} per inference, in turn")
 
