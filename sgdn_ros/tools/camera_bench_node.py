@@ -19,10 +19,7 @@ def measure_node(model: pathlib.Path, images: Sequence[np.ndarray], rate_hz: flo
                  ) -> tuple[list[list[float]], int]:
     """One node run with a camera per image: each camera's latencies (s), and how many frames
     were published in the measured window."""
-    from sensor_msgs.msg import Image
-
-    from sgdn_ros.ros.messages import camera_image_message
-    from sgdn_ros.ros.player import CAMERA_QOS
+    from sgdn_ros.ros.detector_client import Camera
     from sgdn_ros.ros.session import (
         DetectorProcess,
         RosSession,
@@ -38,20 +35,14 @@ def measure_node(model: pathlib.Path, images: Sequence[np.ndarray], rate_hz: flo
                                log_dir / f"detector_{cameras}_cameras.log")
     session = RosSession("sgdn_camera_bench")
     clock = session.node.get_clock()
-    publishers = [session.node.create_publisher(Image, f"{name}/image_raw", CAMERA_QOS)
-                  for name in names]
+    publishers = [Camera(session.node, f"{name}/image_raw") for name in names]
     answers = [session.record_grasp_arrays(f"{name}/grasps", depth=100) for name in names]
-    messages = [camera_image_message(image, f"{name}_optical_frame")
-                for image, name in zip(images, names)]
 
     def publish(camera: int):
-        message = messages[camera]
-        message.header.stamp = clock.now().to_msg()
-        publishers[camera].publish(message)
-        return message
+        return publishers[camera].publish_bgr(images[camera])
 
     try:
-        if not wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), 60.0):
+        if not wait_until(lambda: all(p.subscription_count() > 0 for p in publishers), 60.0):
             raise RuntimeError(f"the detector did not subscribe; see {detector.log_path}")
         for camera in range(cameras):
             answer, _message = publish_until_answered(lambda camera=camera: publish(camera),
