@@ -1,6 +1,7 @@
 """The multi-camera benchmark's detector level runs here (ONNX Runtime on the CPU, the shipped
-light model's dynamic-batch copy and its static original) and reports every camera; what it
-measures is for docs/performance.md, not asserted."""
+light model's dynamic-batch copy and its static original), finds the same grasps in a batch as
+in single frames, and reports every camera; the speeds it measures are for
+docs/performance.md, not asserted."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def test_the_detector_level_reports_every_camera(capsys, tmp_path, static):
     printed = capsys.readouterr().out
     assert written.read_text() == printed
     assert f"up to {1 if static else 2} frame(s) per inference" in printed
+    assert "batched against single frames (2 frames, " in printed
+    assert "): the same grasps, largest confidence difference 0" in printed
     rows = [line for line in printed.splitlines() if line.startswith("| 2 | ")]
     # One summary row for two cameras, then a row for each of them.
     assert len(rows) == 3 and "| 2 | 1 | " in printed

@@ -18,6 +18,7 @@ Ratios within one run are the figures to compare.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import platform
@@ -45,6 +46,7 @@ FRAME_HEIGHT, FRAME_WIDTH = 480, 640
 BACKENDS = ("onnxruntime", "torch-cuda", "torch-cpu")
 TORCH_MODELS = {"light": 18, "resnet101": 120}  # preset -> K
 FLOOD_PERIOD_S = 0.001  # a flooding camera's newest frame is replaced this often
+CONFIDENCE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,30 @@ def measure_detector(detector: GraspDetector, images: Sequence[np.ndarray], came
     return CameraRun(cameras, seconds, [
         [latency for done, latency in camera_answers if measured_from <= done <= end]
         for camera_answers in answers])
+
+
+def batched_against_single(detector: GraspDetector, images: Sequence[np.ndarray]) -> str:
+    """Whether the frames in one batch get the grasps each gets alone (pixel and angle class
+    equal, confidence within ``CONFIDENCE_TOLERANCE``: another batch size may run other GPU
+    kernels), with the threshold at 0.1 so random weights give grasps to compare."""
+    frames = [bgr_as_raw_image(image) for image in images]
+    configured = detector.decode_config
+    detector.decode_config = dataclasses.replace(configured, confidence_threshold=0.1)
+    try:
+        together = [detection.grasps for detection in detector.detect_batch(frames)]
+        alone = [detector.detect(frame).grasps for frame in frames]
+    finally:
+        detector.decode_config = configured
+    same = all(len(batched) == len(single) and all(
+        (a.row, a.col, a.angle_class) == (b.row, b.col, b.angle_class)
+        and abs(a.confidence - b.confidence) <= CONFIDENCE_TOLERANCE
+        for a, b in zip(batched, single)) for batched, single in zip(together, alone))
+    largest = max((abs(a.confidence - b.confidence) for batched, single in zip(together, alone)
+                   for a, b in zip(batched, single)), default=0.0)
+    grasps = sum(len(single) for single in alone)
+    return (f"batched against single frames ({len(frames)} frames, {grasps} grasps): "
+            f"{'the same grasps' if same and grasps else 'DIFFERENT grasps'}, largest "
+            f"confidence difference {largest:.2g}")
 
 
 def open_backend(backend: str, model: str, max_batch: int, static: bool,
@@ -204,6 +230,7 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
         detector = create_detector(backend, PreprocessConfig(), DecodeConfig(),
                                    args.gpu_processing)
         try:
+            same = batched_against_single(detector, images)
             runs = [measure_detector(detector, images, count, args.seconds, args.warmup,
                                      args.rate) for count in counts]
         finally:
@@ -214,8 +241,8 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
             f"{model} on {backend.name}, up to {backend.info.max_batch} frame(s) per inference; "
             f"{detector.processing_reason}",
             f"cameras {'flooding' if args.rate == 0 else f'at {args.rate:g} Hz'}, 640x480 "
-            f"frames, {args.warmup:g} s warm-up then {args.seconds:g} s measured per count", "",
-            *report(runs)]
+            f"frames, {args.warmup:g} s warm-up then {args.seconds:g} s measured per count", same,
+            "", *report(runs)]
 
 
 def run_node_level(args: argparse.Namespace) -> list[str]:
