@@ -11,6 +11,12 @@ align_depth.enable:=true`), 3-D grasp poses in the colour camera's optical frame
         depth:=/camera/camera/aligned_depth_to_color/image_raw \
         camera_info:=/camera/camera/color/camera_info
 
+Several cameras through one model (parameter cameras): camera `left` is read from
+`left/image_raw` and answered on `left/grasp`, `left/grasps`, ... (remap each camera's topics
+with `--ros-args -r`, or run the cameras' drivers under those namespaces):
+
+    ros2 launch sgdn_ros detect.launch.py cameras:='[left, right]'
+
 The node activates itself (parameter autostart, true in the YAML); set autostart:=false to leave
 the transitions to a lifecycle manager.
 """
@@ -42,6 +48,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="Pair depth + camera_info and publish 3-D grasp poses"),
         DeclareLaunchArgument("model_path", default_value="",
                               description="SGDN ONNX model; empty: the built-in default"),
+        DeclareLaunchArgument("cameras", default_value="[]",
+                              description="Camera namespaces, e.g. '[left, right]'; []: one "
+                                          "camera on the node's own topics"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="Configure and activate without a lifecycle manager"),
@@ -56,6 +65,7 @@ def generate_launch_description() -> LaunchDescription:
             LaunchConfiguration("params_file"),
             # A path such as 2024 would otherwise be typed as an integer and refused.
             {"model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str),
+             "cameras": ParameterValue(LaunchConfiguration("cameras"), value_type=list[str]),
              "autostart": LaunchConfiguration("autostart"),
              "use_depth": LaunchConfiguration("use_depth")},
         ],

@@ -212,3 +212,21 @@ def test_an_image_on_the_remapped_topic_is_answered_with_a_true_grasp(session, l
     assert grasp_matches(rectangle_from_grasp(grasp_from_message(answer)),
                          object_grasp_rectangles(OBJECT)), answer
     assert_stops_cleanly(launch)
+
+
+def test_a_camera_list_from_the_command_line_gives_each_camera_its_topics(session, launches):
+    from sgdn_ros.ros.detector_client import Camera
+    from sgdn_ros.ros.session import publish_until_answered, wait_until
+
+    launch = launches("cameras:=[left, right]")
+    wait_for_state(session, "/sgdn_detector", "active", launch)
+    assert "String values are: ['left', 'right']" in ros2("param", "get", "/sgdn_detector",
+                                                           "cameras")
+    assert "listening on /left/image_raw; listening on /right/image_raw" in launch.output()
+    camera = Camera(session.node, "/right/image_raw")
+    answers = session.record_best_grasps("/right/grasp")
+    assert wait_until(lambda: camera.subscription_count() > 0, START_TIMEOUT_S), launch.output()
+    image, _objects = render_tabletop_scene(3, objects=[OBJECT])
+    answer, _message = publish_until_answered(lambda: camera.publish_bgr(image), answers, 30.0)
+    assert answer is not None, launch.output()
+    assert_stops_cleanly(launch)

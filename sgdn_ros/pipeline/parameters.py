@@ -21,7 +21,7 @@ from sgdn_ros.core.preprocessing import SMALL_IMAGE_POLICIES
 from sgdn_ros.pipeline.factory import GPU_PROCESSING_CHOICES
 from sgdn_ros.pipeline.settings import DetectorSettings
 
-ParameterValue = bool | int | float | str | Sequence[float]
+ParameterValue = bool | int | float | str | Sequence[float] | Sequence[str]
 
 APPLIES_AT_CONFIGURE = "configure"
 APPLIES_AT_RUNTIME = "runtime"
@@ -51,6 +51,8 @@ class ParameterSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     length: int | None = None
+    # What an array holds: "double" (the default) or "string".
+    item_type: str = "double"
     # Explains a refused value better than the generic check (raises ValueError with why).
     explain_refusal: Callable[[Any], None] | None = None
 
@@ -73,11 +75,11 @@ class ParameterSpec:
             return "double"
         if isinstance(self.default, str):
             return "string"
-        return "double[]"
+        return f"{self.item_type}[]"
 
     def check(self, value: Any) -> str | None:
         """Return why `value` is not acceptable, or None when it is."""
-        if self.type_name == "double[]":
+        if self.type_name.endswith("[]"):
             return self._check_array(value)
         if not _has_type(value, self.type_name):
             return f"{self.name} must be a {self.type_name}, got {value!r}"
@@ -103,8 +105,13 @@ class ParameterSpec:
         return None
 
     def _check_array(self, value: Any) -> str | None:
+        items = "strings" if self.item_type == "string" else f"{self.length} numbers"
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            return f"{self.name} must be a list of {self.length} numbers, got {value!r}"
+            return f"{self.name} must be a list of {items}, got {value!r}"
+        if self.item_type == "string":
+            if not all(isinstance(item, str) for item in value):
+                return f"{self.name} must hold strings, got {list(value)!r}"
+            return None
         if self.length is not None and len(value) != self.length:
             return f"{self.name} must have {self.length} values, got {len(value)}"
         if not all(_has_type(item, "double") and math.isfinite(item) for item in value):
@@ -249,6 +256,21 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "camera_info_qos_reliability",
         "Reliability of the camera_info subscription (history depth 1: the latest is used).",
         default="best_effort", choices=QOS_RELIABILITIES),
+    # Several cameras through one model (sgdn_ros.pipeline.cameras).
+    ParameterSpec(
+        "cameras",
+        "Camera namespaces, one per camera (e.g. [left, right]): camera `left` is read from "
+        "`left/image_raw` (with depth: `left/depth/image_raw`, `left/camera_info`) and answered "
+        "on `left/grasp`, `left/grasps`, `~/left/heatmap`, ... with counters of its own; the "
+        "newest frame of each camera goes through one batched inference. Empty: one camera on "
+        "the node's own topics. Names must be unique relative ROS namespaces.",
+        default=[], item_type="string"),
+    ParameterSpec(
+        "max_batch",
+        "Most frames (one per camera) in one inference, for a model with a dynamic batch axis; "
+        "0: one per camera. Fewer than the cameras: they take turns (round robin); a model of "
+        "static batch 1 serves one camera per inference, in turn.",
+        default=0, minimum=0, maximum=64),
     ParameterSpec(
         "decode_mode",
         "`max`: the single best pixel (as the published sample); `peaks`: local maxima.",

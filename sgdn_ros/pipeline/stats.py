@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,14 +72,42 @@ class DetectorStats:
             self._latencies_s.append(seconds)
 
     def snapshot(self) -> StatsSnapshot:
+        return _snapshot(*self._raw())
+
+    def _raw(self) -> tuple[dict[str, int], list[float]]:
         with self._lock:
-            counts = dict(self._counts)
-            latencies_ms = np.array(self._latencies_s, dtype=np.float64) * 1e3
-        if latencies_ms.size:
-            p50, p90, p99 = np.percentile(latencies_ms, (50, 90, 99))
-            worst = float(latencies_ms.max())
-        else:
-            p50 = p90 = p99 = worst = float("nan")
-        return StatsSnapshot(
-            **counts, latency_p50_ms=float(p50), latency_p90_ms=float(p90),
-            latency_p99_ms=float(p99), latency_max_ms=worst)
+            return dict(self._counts), list(self._latencies_s)
+
+
+def _snapshot(counts: dict[str, int], latencies_s: Sequence[float]) -> StatsSnapshot:
+    latencies_ms = np.array(latencies_s, dtype=np.float64) * 1e3
+    if latencies_ms.size:
+        p50, p90, p99 = np.percentile(latencies_ms, (50, 90, 99))
+        worst = float(latencies_ms.max())
+    else:
+        p50 = p90 = p99 = worst = float("nan")
+    return StatsSnapshot(
+        **counts, latency_p50_ms=float(p50), latency_p90_ms=float(p90),
+        latency_p99_ms=float(p99), latency_max_ms=worst)
+
+
+class CameraStats:
+    """One ``DetectorStats`` per camera (in the camera list's order) and the node's totals:
+    ``snapshot`` sums the counts and takes the percentiles over every camera's latencies, so
+    with one camera it is that camera's."""
+
+    def __init__(self, cameras: int = 1) -> None:
+        self.cameras = [DetectorStats() for _ in range(cameras)]
+
+    def camera(self, index: int) -> DetectorStats:
+        return self.cameras[index]
+
+    def snapshot(self) -> StatsSnapshot:
+        counts = dict.fromkeys(COUNTERS, 0)
+        latencies_s: list[float] = []
+        for stats in self.cameras:
+            camera_counts, camera_latencies = stats._raw()
+            for name, value in camera_counts.items():
+                counts[name] += value
+            latencies_s += camera_latencies
+        return _snapshot(counts, latencies_s)

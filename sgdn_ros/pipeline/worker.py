@@ -3,17 +3,27 @@
 A GPU backend's CUDA context is current per thread, so the backend is created, used and
 released on this thread only. Camera callbacks hand over frames through a one-slot mailbox: a
 frame not yet taken when the next arrives is stale and is replaced, so nothing queues and the
-latency stays bounded by one inference.
+latency stays bounded by one inference. Several cameras share the thread through another
+mailbox (``sgdn_ros.pipeline.cameras.CameraScheduler``: one slot per camera, a batch per take).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 Resource = TypeVar("Resource")
 Frame = TypeVar("Frame")
+Taken = TypeVar("Taken", covariant=True)
+
+
+class Mailbox(Protocol[Taken]):
+    """Where the worker waits for work: ``take`` blocks until there is some, None once closed."""
+
+    def take(self) -> Taken | None: ...
+
+    def close(self) -> None: ...
 
 
 class LatestFrameSlot(Generic[Frame]):
@@ -59,6 +69,8 @@ class InferenceWorker(Generic[Resource, Frame]):
 
     `start` blocks until `load` has finished and re-raises its exception, so a lifecycle
     transition can fail with the real reason. `stop` closes the resource on the same thread.
+    Frames come through `submit` into a `LatestFrameSlot`, or from the `mailbox` given (whose
+    owner puts them in; `submit` and `discard_pending` are then not used).
     """
 
     def __init__(
@@ -67,11 +79,13 @@ class InferenceWorker(Generic[Resource, Frame]):
         handle: Callable[[Resource, Frame], None],
         close: Callable[[Resource], None],
         name: str = "sgdn-inference",
+        mailbox: Mailbox[Frame] | None = None,
     ) -> None:
         self._load = load
         self._handle = handle
         self._close = close
         self._slot: LatestFrameSlot[Frame] = LatestFrameSlot()
+        self._mailbox: Mailbox[Frame] = self._slot if mailbox is None else mailbox
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._resource: Resource | None = None
@@ -92,7 +106,7 @@ class InferenceWorker(Generic[Resource, Frame]):
         return self._slot.clear()
 
     def stop(self) -> None:
-        self._slot.close()
+        self._mailbox.close()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -114,7 +128,7 @@ class InferenceWorker(Generic[Resource, Frame]):
         self._resource = resource
         self._loaded.set()
         try:
-            while (frame := self._slot.take()) is not None:
+            while (frame := self._mailbox.take()) is not None:
                 self._handle(resource, frame)
         finally:
             self._close(resource)

@@ -20,6 +20,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sgdn_ros.core.frames import compressed_image_problem, raw_image_problem
+from sgdn_ros.pipeline.cameras import NODE_CAMERA, camera_topic
 from sgdn_ros.pipeline.pairing import COLOUR, DEPTH, StampPairer
 from sgdn_ros.pipeline.stats import DetectorStats
 from sgdn_ros.ros.messages import CAMERA_MESSAGES
@@ -65,12 +66,15 @@ class CameraInputs:
 
     ``submit(frame)`` hands a frame to the inference thread and returns whether it replaced
     one not yet taken (counted as dropped here). Without ``colour`` (a depth-only model) each
-    depth image is a frame of its own.
+    depth image is a frame of its own. ``camera`` is the namespace of the camera's topics
+    (``sgdn_ros.pipeline.cameras.camera_topic``; the node's own by default).
     """
 
     def __init__(self, node: Node, options: NodeOptions,
                  submit: Callable[[ReceivedFrame], bool], stats: DetectorStats,
-                 colour: bool = True) -> None:
+                 colour: bool = True, camera: str = NODE_CAMERA) -> None:
+        self.image_topic = camera_topic(camera, IMAGE_TOPIC)
+        self.depth_topic = camera_topic(camera, DEPTH_TOPIC)
         self._node = node
         self._submit = submit
         self._stats = stats
@@ -81,16 +85,16 @@ class CameraInputs:
         self._pairer: StampPairer | None = None
         if colour:
             self._subscriptions.append(node.create_subscription(
-                message_type, f"{IMAGE_TOPIC}{topic_suffix}", self._on_colour,
+                message_type, f"{self.image_topic}{topic_suffix}", self._on_colour,
                 options.image_qos()))
             if options.use_depth:
                 self._pairer = StampPairer(options.depth_slop_s)
         if options.use_depth:
             self._subscriptions += [
-                node.create_subscription(Image, DEPTH_TOPIC, self._on_depth,
+                node.create_subscription(Image, self.depth_topic, self._on_depth,
                                          options.depth_qos()),
-                node.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_camera_info,
-                                         options.camera_info_qos())]
+                node.create_subscription(CameraInfo, camera_topic(camera, CAMERA_INFO_TOPIC),
+                                         self._on_camera_info, options.camera_info_qos())]
 
     def latest_camera_info(self) -> CameraInfo | None:
         """The newest camera_info, None until one arrived."""
@@ -114,7 +118,7 @@ class CameraInputs:
         problem = colour_message_problem(message)
         if problem is not None:
             self._stats.count("rejected")
-            self._node.get_logger().warning(f"rejected an image on {IMAGE_TOPIC}: {problem}",
+            self._node.get_logger().warning(f"rejected an image on {self.image_topic}: {problem}",
                                             throttle_duration_sec=THROTTLE_S)
             return
         if self._pairer is None:

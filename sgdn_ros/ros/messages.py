@@ -266,18 +266,21 @@ def camera_image_message(bgr: np.ndarray, frame_id: str = "camera") -> Image:
     return bgr_to_image_message(bgr, Header(frame_id=frame_id))
 
 
-def diagnostics_message(snapshot: StatsSnapshot, name: str, hardware_id: str, running: bool,
-                        stamp: Time) -> DiagnosticArray:
-    """The counters and latencies as one status: WARN once a frame failed, else OK."""
-    status = DiagnosticStatus()
-    status.name = name
-    status.hardware_id = hardware_id
-    status.level = DiagnosticStatus.OK if snapshot.failed == 0 else DiagnosticStatus.WARN
-    status.message = "running" if running else "inactive"
-    status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(snapshot).items()]
+def diagnostics_message(reports: Sequence[tuple[str, StatsSnapshot]], hardware_id: str,
+                        running: bool, stamp: Time) -> DiagnosticArray:
+    """The counters and latencies as one status per (name, snapshot) of ``reports`` (one per
+    camera): WARN once a frame failed, else OK."""
     message = DiagnosticArray()
     message.header = Header(stamp=stamp)
-    message.status = [status]
+    for name, snapshot in reports:
+        status = DiagnosticStatus()
+        status.name = name
+        status.hardware_id = hardware_id
+        status.level = DiagnosticStatus.OK if snapshot.failed == 0 else DiagnosticStatus.WARN
+        status.message = "running" if running else "inactive"
+        status.values = [KeyValue(key=key, value=str(value))
+                         for key, value in vars(snapshot).items()]
+        message.status.append(status)
     return message
 
 

@@ -2,9 +2,9 @@
 
 Thin by design: the parameters and the configs built from them come from
 `sgdn_ros.pipeline.parameters` (declared through `sgdn_ros.ros.parameters`), the load step from
-`sgdn_ros.pipeline.loading`, the work from `sgdn_ros.pipeline.detector`, the publishing from
-`sgdn_ros.ros.outputs`; this module wires parameters, topics, lifecycle transitions and the
-inference thread.
+`sgdn_ros.pipeline.loading`, the work from `sgdn_ros.pipeline.detector`, the cameras' slots and
+batches from `sgdn_ros.pipeline.cameras`, each camera's topics from `sgdn_ros.ros.cameras`; this
+module wires parameters, cameras, lifecycle transitions and the inference thread.
 
 Transitions: configure loads the model (on the inference thread) and creates publishers;
 activate subscribes to images; deactivate unsubscribes but keeps the model; cleanup releases
@@ -23,16 +23,22 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo
 
 from sgdn_ros.core.depth_planes import DEPTH_KINDS
+from sgdn_ros.pipeline.cameras import (
+    CameraFrame,
+    CameraScheduler,
+    batch_size,
+    batched_settings,
+    camera_names,
+)
 from sgdn_ros.pipeline.loading import LoadedDetector, load_detector
 from sgdn_ros.pipeline.parameters import detector_settings
-from sgdn_ros.pipeline.stats import DetectorStats
+from sgdn_ros.pipeline.stats import CameraStats
 from sgdn_ros.pipeline.worker import InferenceWorker
+from sgdn_ros.ros.cameras import CameraChannels
 from sgdn_ros.ros.frame_handler import FrameHandler
-from sgdn_ros.ros.inputs import CameraInputs, ReceivedFrame
-from sgdn_ros.ros.outputs import DetectorOutputs
+from sgdn_ros.ros.inputs import ReceivedFrame
 from sgdn_ros.ros.parameters import (
     NodeOptions,
     applied_later,
@@ -43,10 +49,12 @@ from sgdn_ros.ros.parameters import (
 from sgdn_ros.ros.stopping import StopRequest, spin_until
 
 NODE_NAME = "sgdn_detector"
+Batch = list[CameraFrame[ReceivedFrame]]
 
 
 class GraspDetectorNode(LifecycleNode):
-    """Camera images in; `grasp`, `grasps`, `~/heatmap` and `/diagnostics` out."""
+    """Camera images in; `grasp`, `grasps`, `~/heatmap` (per camera of `cameras`: under its
+    namespace) and `/diagnostics` out."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -54,12 +62,11 @@ class GraspDetectorNode(LifecycleNode):
         # The node's own parameters as last accepted; replaced whole, so threads read one set.
         self.options = NodeOptions.from_values(parameter_values(self))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.stats = DetectorStats()
-        self._worker: InferenceWorker[LoadedDetector, ReceivedFrame] | None = None
+        self.stats = CameraStats()
+        self._worker: InferenceWorker[LoadedDetector, Batch] | None = None
         self._loaded: LoadedDetector | None = None
-        self._outputs: DetectorOutputs | None = None
+        self._channels: CameraChannels | None = None
         self._stats_timer = None
-        self._inputs: CameraInputs | None = None
         self.finalized = False
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
@@ -67,6 +74,7 @@ class GraspDetectorNode(LifecycleNode):
         try:
             values = values_after(parameter_values(self), parameters)
             settings = detector_settings(values)
+            camera_names(values["cameras"])
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.options = NodeOptions.from_values(values)
@@ -123,20 +131,25 @@ class GraspDetectorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        settings = detector_settings(parameter_values(self))
+        names = camera_names(self.options.cameras)
+        batch = batch_size(self.options.max_batch, len(names))
+        settings = batched_settings(detector_settings(parameter_values(self)), batch)
         # A TensorRT engine build takes minutes, and a stop waits for the load: say it started.
         self.get_logger().info(
             f"configuring: loading {settings.model_path or 'the default model'} "
             f"(backend {settings.backend})")
-        self.stats = DetectorStats()
-        self._outputs = DetectorOutputs(self)
-        handler = FrameHandler(self._outputs, self.stats, self.get_logger(),
-                               lambda: self.options, settings.gripper, self._camera_info)
+        self.stats = CameraStats(len(names))
+        scheduler: CameraScheduler[ReceivedFrame] = CameraScheduler(len(names), batch)
+        self._channels = CameraChannels(self, names, self.stats, scheduler)
+        handler = FrameHandler(self._channels.outlets, self.get_logger(), lambda: self.options,
+                               settings.gripper)
         self._worker = InferenceWorker(
-            functools.partial(load_detector, settings), handler, LoadedDetector.close)
+            functools.partial(load_detector, settings), handler, LoadedDetector.close,
+            mailbox=scheduler)
         self._worker.start()
         self._loaded = self._worker.resource
-        self.get_logger().info(self._loaded.summary())
+        scheduler.limit_batch(self._loaded.detector.backend.info.max_batch)
+        self.get_logger().info(f"{self._loaded.summary()}; {self._channels.describe_batching()}")
         input_kind = self._loaded.detector.input_kind
         if input_kind in DEPTH_KINDS and not self.options.use_depth:
             raise ValueError(
@@ -145,23 +158,17 @@ class GraspDetectorNode(LifecycleNode):
         if self.options.stats_period_s > 0:
             self._stats_timer = self.create_timer(
                 self.options.stats_period_s,
-                functools.partial(self._report_stats, self._loaded.backend_name))
-
-    def _camera_info(self) -> CameraInfo | None:
-        inputs = self._inputs
-        return None if inputs is None else inputs.latest_camera_info()
+                functools.partial(self._channels.report, self.get_logger(),
+                                  self._loaded.backend_name))
 
     def _activate(self) -> None:
-        self._inputs = CameraInputs(self, self.options, self._worker.submit, self.stats,
-                                    colour=self._loaded.detector.input_kind != "depth")
-        self.get_logger().info(f"active: {self._inputs.describe()}")
+        listening = self._channels.activate(
+            self.options, colour=self._loaded.detector.input_kind != "depth")
+        self.get_logger().info(f"active: {listening}")
 
     def _deactivate(self) -> None:
-        if self._inputs is not None:
-            self._inputs.destroy()
-            self._inputs = None
-        if self._worker is not None and self._worker.discard_pending():
-            self.stats.count("dropped")
+        if self._channels is not None:
+            self._channels.deactivate()
 
     def _release(self) -> None:
         """Undo configure (and activate); safe to call in any state, and twice."""
@@ -170,9 +177,9 @@ class GraspDetectorNode(LifecycleNode):
             self._worker.stop()
             self._worker = None
         self._loaded = None
-        if self._outputs is not None:
-            self._outputs.destroy()
-            self._outputs = None
+        if self._channels is not None:
+            self._channels.destroy()
+            self._channels = None
         if self._stats_timer is not None:
             self.destroy_timer(self._stats_timer)
             self._stats_timer = None
@@ -183,12 +190,6 @@ class GraspDetectorNode(LifecycleNode):
         if not self.finalized:
             self.trigger_shutdown()
         self.get_logger().info(f"stopping ({reason}): {self.stats.snapshot().summary()}")
-
-    def _report_stats(self, backend_name: str) -> None:
-        snapshot = self.stats.snapshot()
-        self.get_logger().info(snapshot.summary())
-        self._outputs.publish_diagnostics(snapshot, backend_name,
-                                          running=self._inputs is not None)
 
 
 def main(args: list[str] | None = None) -> int:

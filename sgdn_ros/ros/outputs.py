@@ -1,9 +1,10 @@
 """What the detector node publishes: grasps and the heatmap per frame (with depth: their 3-D
-markers and poses too), counters per period."""
+markers and poses too), per camera; counters per period, for every camera at once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
@@ -14,6 +15,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sgdn_ros.core.grasp3d import Grasp3D, GripperGeometry
 from sgdn_ros.msg import GraspPose, GraspPoseArray
+from sgdn_ros.pipeline.cameras import NODE_CAMERA, camera_topic
 from sgdn_ros.pipeline.detector import Detection
 from sgdn_ros.pipeline.stats import StatsSnapshot
 from sgdn_ros.ros.markers import gripper_markers, pose_array_message
@@ -28,20 +30,24 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 
 
 class DetectorOutputs:
-    """The node's publishers, created together at configure and destroyed together at cleanup.
+    """One camera's publishers, created together at configure and destroyed together at
+    cleanup, under the camera's namespace (``camera_topic``; the node's own by default).
 
-    Grasps and heatmaps go out on lifecycle publishers (silent while the node is inactive);
-    diagnostics on a plain one, so an inactive node still reports that it is inactive.
+    Grasps and heatmaps go out on lifecycle publishers (silent while the node is inactive).
     """
 
-    def __init__(self, node: LifecycleNode) -> None:
+    def __init__(self, node: LifecycleNode, camera: str = NODE_CAMERA) -> None:
         self._node = node
-        self._grasp = node.create_lifecycle_publisher(GraspPose, GRASP_TOPIC, 10)
-        self._grasps = node.create_lifecycle_publisher(GraspPoseArray, GRASPS_TOPIC, 10)
-        self._heatmap = node.create_lifecycle_publisher(Image, HEATMAP_TOPIC, 1)
-        self._markers = node.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, 1)
-        self._grasp_poses = node.create_lifecycle_publisher(PoseArray, GRASP_POSES_TOPIC, 1)
-        self._diagnostics = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self._grasp = node.create_lifecycle_publisher(
+            GraspPose, camera_topic(camera, GRASP_TOPIC), 10)
+        self._grasps = node.create_lifecycle_publisher(
+            GraspPoseArray, camera_topic(camera, GRASPS_TOPIC), 10)
+        self._heatmap = node.create_lifecycle_publisher(
+            Image, camera_topic(camera, HEATMAP_TOPIC), 1)
+        self._markers = node.create_lifecycle_publisher(
+            MarkerArray, camera_topic(camera, MARKERS_TOPIC), 1)
+        self._grasp_poses = node.create_lifecycle_publisher(
+            PoseArray, camera_topic(camera, GRASP_POSES_TOPIC), 1)
 
     def publish_detection(self, detection: Detection, header: Header, num_angle_classes: int,
                           heatmap_mode: str, grasps_3d: Sequence[Grasp3D] | None = None,
@@ -64,14 +70,30 @@ class DetectorOutputs:
                                         and self._heatmap.get_subscription_count() > 0):
             self._heatmap.publish(bgr_to_image_message(detection.heatmap(), header))
 
-    def publish_diagnostics(self, snapshot: StatsSnapshot, hardware_id: str,
-                            running: bool) -> None:
-        self._diagnostics.publish(diagnostics_message(
-            snapshot, f"{self._node.get_name()}: grasp detector", hardware_id, running,
-            self._node.get_clock().now().to_msg()))
-
     def destroy(self) -> None:
         for publisher in (self._grasp, self._grasps, self._heatmap, self._markers,
                           self._grasp_poses):
             self._node.destroy_lifecycle_publisher(publisher)
-        self._node.destroy_publisher(self._diagnostics)
+
+
+class CameraReport(NamedTuple):
+    """One camera's counters for `/diagnostics`, under the status name ``name``."""
+
+    name: str
+    snapshot: StatsSnapshot
+
+
+class DiagnosticsOutput:
+    """The counters of every camera on `/diagnostics`, one status each, on a plain publisher,
+    so an inactive node still reports that it is inactive."""
+
+    def __init__(self, node: LifecycleNode) -> None:
+        self._node = node
+        self._publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+
+    def publish(self, reports: Sequence[CameraReport], hardware_id: str, running: bool) -> None:
+        self._publisher.publish(diagnostics_message(
+            reports, hardware_id, running, self._node.get_clock().now().to_msg()))
+
+    def destroy(self) -> None:
+        self._node.destroy_publisher(self._publisher)

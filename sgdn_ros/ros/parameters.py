@@ -50,17 +50,35 @@ def _declare(node: Node, spec: ParameterSpec) -> None:
     one log line, not the node."""
     descriptor = parameter_descriptor(spec)
     try:
-        node.declare_parameter(spec.name, spec.default, descriptor)
+        _declare_with_default(node, spec, descriptor, ignore_override=False)
     except (rclpy.exceptions.InvalidParameterValueException,
             rclpy.exceptions.InvalidParameterTypeException) as error:
         node.get_logger().error(
             f"parameter {spec.name}: {error}; using the default {spec.default!r}")
-        node.declare_parameter(spec.name, spec.default, descriptor, ignore_override=True)
+        _declare_with_default(node, spec, descriptor, ignore_override=True)
         return
     reason = spec.check(node.get_parameter(spec.name).value)
     if reason is not None:
         node.get_logger().error(f"{reason}; using the default {spec.default!r}")
-        node.set_parameters([Parameter(spec.name, value=spec.default)])
+        node.set_parameters([_default_parameter(spec)])
+
+
+def _declare_with_default(node: Node, spec: ParameterSpec, descriptor: ParameterDescriptor,
+                          ignore_override: bool) -> None:
+    """An empty string list (``cameras``) has no type rclpy can tell from the value (it
+    guesses a byte array): declare the type, then set the default where no override gave one."""
+    if spec.type_name != "string[]":
+        node.declare_parameter(spec.name, spec.default, descriptor, ignore_override)
+        return
+    node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor, ignore_override)
+    if node.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
+        node.set_parameters([_default_parameter(spec)])
+
+
+def _default_parameter(spec: ParameterSpec) -> Parameter:
+    if spec.type_name == "string[]":
+        return Parameter(spec.name, Parameter.Type.STRING_ARRAY, list(spec.default))
+    return Parameter(spec.name, value=spec.default)
 
 
 def parameter_values(node: Node) -> dict[str, ParameterValue]:
@@ -101,6 +119,8 @@ class NodeOptions:
     depth_slop_s: float
     depth_qos_reliability: str
     camera_info_qos_reliability: str
+    cameras: Sequence[str]
+    max_batch: int
     heatmap: str
     stats_period_s: float
     autostart: bool

@@ -1,0 +1,35 @@
+"""The multi-camera benchmark's detector level runs here (ONNX Runtime on the CPU, the shipped
+light model's dynamic-batch copy and its static original), finds the same grasps in a batch as
+in single frames, and reports every camera; the speeds it measures are for
+docs/performance.md, not asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+from sgdn_ros.tools.camera_bench import CameraRun, main, report
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_the_detector_level_reports_every_camera(capsys, tmp_path, static):
+    written = tmp_path / "report.md"
+    arguments = ["--cameras", "2", "1", "--seconds", "0.6", "--warmup", "0.3",
+                 "--write", str(written)]
+    assert main([*arguments, "--static"] if static else arguments) == 0
+    printed = capsys.readouterr().out
+    assert written.read_text() == printed
+    assert f"up to {1 if static else 2} frame(s) per inference" in printed
+    assert "batched against single frames (2 frames, " in printed
+    assert "): the same grasps, largest confidence difference 0" in printed
+    rows = [line for line in printed.splitlines() if line.startswith("| 2 | ")]
+    # One summary row for two cameras, then a row for each of them.
+    assert len(rows) == 3 and "| 2 | 1 | " in printed
+
+
+def test_the_report_gives_shares_of_the_fair_share():
+    run = CameraRun(2, 2.0, [[0.010] * 30, [0.020] * 10])
+    assert run.fps() == [15.0, 5.0]
+    assert run.fair_shares() == [1.5, 0.5]
+    lines = report([CameraRun(1, 2.0, [[0.010] * 20]), run])
+    assert "| 2 | 20.0 | 2.00 | 5.0-15.0 | 50 % | 20.0 / 20.0 |" in lines
+    assert "| 2 | 1 | 5.0 | 50 % | 20.0 | 20.0 |" in lines
