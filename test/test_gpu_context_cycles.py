@@ -68,21 +68,24 @@ def test_context_cycles_on_one_thread_leave_no_context_current():
     assert _on_a_fresh_thread(cycles) == [None] * CYCLES
 
 
-def test_two_holders_release_in_turn_on_the_gpu():
+@pytest.mark.parametrize("first_released", ["inner", "outer"])
+def test_two_holders_release_in_either_order_on_the_gpu(first_released):
+    """The outer holder released first is a detector replaced while the next one runs."""
     from sgdn_ros.gpu.cuda_context import CudaContext, DriverContextStack
 
     def holders() -> tuple[int, int | None, int | None]:
         outer, inner = CudaContext(0), CudaContext(0)
         outer.push()
         inner.push()
-        inner.release()
-        outer_still_current = DriverContextStack().current()
+        first, last = (inner, outer) if first_released == "inner" else (outer, inner)
+        first.release()
+        still_current = DriverContextStack().current()
         depth = _stack_depth()
-        outer.release()
-        return depth, outer_still_current, DriverContextStack().current()
+        last.release()
+        return depth, still_current, DriverContextStack().current()
 
-    depth, outer_still_current, after = _on_a_fresh_thread(holders)
-    assert depth == 1 and outer_still_current is not None and after is None
+    depth, still_current, after = _on_a_fresh_thread(holders)
+    assert depth == 1 and still_current is not None and after is None
 
 
 def test_gpu_detector_cycles_keep_the_stack_and_gpu_memory_flat(tmp_path):

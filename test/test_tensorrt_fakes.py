@@ -234,3 +234,16 @@ def test_two_holders_of_the_primary_context_release_in_turn(cuda, inner_popped_f
     assert cuda.driver_stack == [0xC0] and len(cuda.pycuda_stack) == 1  # outer still current
     outer.release()
     assert cuda.driver_stack == [] and cuda.pycuda_stack == [] and cuda.retained == 0
+
+
+def test_the_first_holder_released_leaves_the_second_its_context(cuda):
+    """A detector replaced while the next one already runs on the same thread: the first
+    one's release must leave the context current for the second (on the H200 the second's
+    next page-locked allocation failed with "invalid device context")."""
+    first, second = cuda_context.CudaContext(0), cuda_context.CudaContext(0)
+    first.push()
+    second.push()
+    first.release()
+    assert cuda.driver_stack == [0xC0] and len(cuda.pycuda_stack) == 1 and cuda.retained == 1
+    second.release()
+    assert cuda.driver_stack == [] and cuda.pycuda_stack == [] and cuda.retained == 0

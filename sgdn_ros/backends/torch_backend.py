@@ -180,7 +180,8 @@ class TorchBackend(InferenceBackend):
         return self._info
 
     def _forward(self, inputs: torch.Tensor) -> DeviceOutputs:
-        """The network's logits as contiguous float32 (nothing to do in fp32 NCHW)."""
+        """The network's logits as contiguous float32 (nothing to do in fp32 NCHW, nor after a
+        compiled network, which casts inside: ``Float32Logits``)."""
         return tuple(output.to(torch.float32, memory_format=torch.contiguous_format)
                      for output in self._network(inputs))
 

@@ -46,6 +46,20 @@ def compile_refusal(device: torch.device) -> str | None:
     return None
 
 
+class Float32Logits(nn.Module):
+    """The network with its logits cast to contiguous float32 inside the compiled region, where
+    inductor fuses the cast into the last upsampling: cast after it, every map took one more
+    transposing copy out of channels-last (0.17 ms a frame at K = 120 on the H200, profiled)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(output.to(torch.float32, memory_format=torch.contiguous_format)
+                     for output in self.network(inputs))
+
+
 def compile_network(model: nn.Module, examples: Sequence[torch.Tensor],
                     cache_dir: pathlib.Path) -> tuple[Callable[[torch.Tensor], tuple], str]:
     """The network compiled for each example input's shape (one per batch size, so no frame
@@ -60,7 +74,7 @@ def compile_network(model: nn.Module, examples: Sequence[torch.Tensor],
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, len(examples))
     started = time.perf_counter()
     try:
-        compiled = torch.compile(model, mode="default", dynamic=False)
+        compiled = torch.compile(Float32Logits(model), mode="default", dynamic=False)
         with torch.no_grad():
             for example in examples:
                 compiled(example)

@@ -16,6 +16,12 @@ counts on the release to pop it, as ``cuCtxDetach`` does; ``cuDevicePrimaryCtxRe
 not pop, so after every release the primary context would stay current on the thread, one more
 driver stack entry per create/close cycle. ``release`` pops that entry at the driver level
 (``DriverContextStack``), where pycuda's own stack never recorded it.
+
+Several holders on one thread (the TensorRT backend and the GPU processing; two detectors while
+one replaces the other) share one retained context and one push per thread and device
+(``_ThreadPrimaryContext``): pycuda's ``Context.pop`` pops whatever is on top, so with a push
+each, the first holder to release would pop the other's push and leave it without a current
+context ("invalid device context") whenever the releases come in another order than the pushes.
 """
 
 from __future__ import annotations
@@ -59,6 +65,41 @@ class DriverContextStack:
         self._libcuda.cuCtxSetCurrent(ctypes.c_void_p(None))
 
 
+class _ThreadPrimaryContext:
+    """The primary context of one device as retained and pushed on one thread, counted by
+    holder and by push, so that it is pushed once and released once whatever the order."""
+
+    def __init__(self, driver: ModuleType, device: int,
+                 table: dict[tuple[ModuleType, int], _ThreadPrimaryContext]) -> None:
+        self.context = driver.Device(device).retain_primary_context()
+        self.holders = 0
+        self.pushes = 0
+        self._key = driver, device
+        self._table = table
+
+    @classmethod
+    def held(cls, driver: ModuleType, device: int) -> _ThreadPrimaryContext:
+        """This thread's entry for `device`, created (retained) on first use; one more holder."""
+        table = getattr(_per_thread, "contexts", None)
+        if table is None:
+            table = _per_thread.contexts = {}
+        entry = table.get((driver, device)) or cls(driver, device, table)
+        table[driver, device] = entry
+        entry.holders += 1
+        return entry
+
+    def let_go(self) -> bool:
+        """One holder fewer; True when it was the last (the caller then releases the context)."""
+        self.holders -= 1
+        if self.holders:
+            return False
+        del self._table[self._key]
+        return True
+
+
+_per_thread = threading.local()
+
+
 class CudaContext:
     """The retained primary context of one device (the one the CUDA runtime and TensorRT use)."""
 
@@ -79,40 +120,48 @@ class CudaContext:
                 "an NVIDIA GPU or use the CPU processing")
         self._driver = driver
         self.device_name: str = driver.Device(device).name()
-        self._context = driver.Device(device).retain_primary_context()
+        self._shared: _ThreadPrimaryContext | None = _ThreadPrimaryContext.held(driver, device)
         self._driver_stack = DriverContextStack()
         self._pushed_on: int | None = None
 
     def push(self) -> None:
         """Make the context current on the calling thread (the inference thread)."""
-        if self._context is None:
+        if self._shared is None:
             raise RuntimeError("this CudaContext was released; create a new one")
         if self._pushed_on is not None:
             raise RuntimeError("the CUDA context is already pushed; pop it before pushing again")
-        self._context.push()
+        if self._shared.pushes == 0:
+            self._shared.context.push()
+        self._shared.pushes += 1
         self._pushed_on = threading.get_ident()
 
     def pop(self) -> None:
-        """Make the context no longer current; must run on the thread that pushed it."""
+        """This holder no longer needs the context current; it stops being current when no
+        holder on the thread does. Must run on the thread that pushed it."""
         if self._pushed_on is None:
             raise RuntimeError("the CUDA context is not pushed; call push first")
         if self._pushed_on != threading.get_ident():
             raise RuntimeError(
                 "the CUDA context must be popped on the thread that pushed it (CUDA contexts "
                 "are current per thread); pop it at the end of the inference thread")
-        self._driver.Context.pop()
+        self._shared.pushes -= 1
+        if self._shared.pushes == 0:
+            self._driver.Context.pop()
         self._pushed_on = None
 
     def release(self) -> None:
-        """Pop if still pushed, then give the primary context back, leaving the thread's
-        context stack as it was before ``push`` (module docstring); safe to call twice."""
-        if self._context is None:
+        """Pop if still pushed, then let go of the primary context; the last holder on the
+        thread gives it back, leaving the thread's context stack as it was before the first
+        ``push`` (module docstring). Safe to call twice."""
+        if self._shared is None:
             return
         if self._pushed_on is not None:
             self.pop()
-        handle = self._context.handle
-        self._context.detach()
-        self._context = None
+        shared, self._shared = self._shared, None
+        if not shared.let_go():
+            return
+        handle = shared.context.handle
+        shared.context.detach()
         if self._driver_stack.current() == handle:
             self._driver_stack.pop()
 
