@@ -24,7 +24,7 @@ import pathlib
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,16 +76,19 @@ def camera_images(count: int) -> list[np.ndarray]:
             for seed in range(count)]
 
 
-def measure_detector(detector: GraspDetector, images: Sequence[np.ndarray], cameras: int,
-                     seconds: float, warmup_s: float, rate_hz: float) -> CameraRun:
-    """``cameras`` cameras through ``detector`` for ``warmup_s`` + ``seconds``; only answers
-    given in the last ``seconds`` count."""
+def measure_detector(make_detector: Callable[[], GraspDetector], max_batch: int,
+                     images: Sequence[np.ndarray], cameras: int, seconds: float,
+                     warmup_s: float, rate_hz: float) -> CameraRun:
+    """``cameras`` cameras through a detector made by ``make_detector`` for ``warmup_s`` +
+    ``seconds``; only answers given in the last ``seconds`` count. The worker makes, uses and
+    closes the detector on its own thread, as the node's does (a GPU detector's CUDA context is
+    current on its creating thread only)."""
     frames = [bgr_as_raw_image(images[camera % len(images)]) for camera in range(cameras)]
     scheduler: CameraScheduler[tuple[object, float]] = CameraScheduler(
-        cameras, min(cameras, detector.backend.info.max_batch))
+        cameras, min(cameras, max_batch))
     answers: list[list[tuple[float, float]]] = [[] for _ in range(cameras)]  # (done, latency)
 
-    def handle(_detector: GraspDetector, batch: list[CameraFrame[tuple[object, float]]]
+    def handle(detector: GraspDetector, batch: list[CameraFrame[tuple[object, float]]]
                ) -> None:
         results = detect_each(detector, [item.frame[0] for item in batch], [None] * len(batch))
         done = time.perf_counter()
@@ -94,7 +97,7 @@ def measure_detector(detector: GraspDetector, images: Sequence[np.ndarray], came
                 raise result
             answers[item.camera].append((done, done - item.frame[1]))
 
-    worker = InferenceWorker(lambda: detector, handle, lambda _detector: None,
+    worker = InferenceWorker(make_detector, handle, lambda detector: detector.close(),
                              name="sgdn-camera-bench", mailbox=scheduler)
     worker.start()
     started = time.perf_counter()
@@ -225,16 +228,21 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
     counts = sorted(args.cameras)
     images = camera_images(max(counts))
     with tempfile.TemporaryDirectory(prefix="sgdn_camera_bench_") as workdir:
-        backend = open_backend(args.backend, args.model, max(counts), args.static,
-                               pathlib.Path(workdir))
-        detector = create_detector(backend, PreprocessConfig(), DecodeConfig(),
+
+        def make_detector() -> GraspDetector:
+            backend = open_backend(args.backend, args.model, max(counts), args.static,
+                                   pathlib.Path(workdir))
+            return create_detector(backend, PreprocessConfig(), DecodeConfig(),
                                    args.gpu_processing)
+
+        detector = make_detector()
         try:
             same = batched_against_single(detector, images)
-            runs = [measure_detector(detector, images, count, args.seconds, args.warmup,
-                                     args.rate) for count in counts]
         finally:
             detector.close()
+        backend = detector.backend
+        runs = [measure_detector(make_detector, backend.info.max_batch, images, count,
+                                 args.seconds, args.warmup, args.rate) for count in counts]
     model = "the shipped light model (K = 18)" if args.backend == "onnxruntime" else \
         f"{args.model} (K = {TORCH_MODELS[args.model]}, random weights)"
     return [f"Detector level on {machine()}",
