@@ -135,16 +135,17 @@ def batched_against_single(detector: GraspDetector, images: Sequence[np.ndarray]
         alone = [detector.detect(frame).grasps for frame in frames]
     finally:
         detector.decode_config = configured
-    same = all(len(batched) == len(single) and all(
-        (a.row, a.col, a.angle_class) == (b.row, b.col, b.angle_class)
-        and abs(a.confidence - b.confidence) <= CONFIDENCE_TOLERANCE
-        for a, b in zip(batched, single)) for batched, single in zip(together, alone))
-    largest = max((abs(a.confidence - b.confidence) for batched, single in zip(together, alone)
-                   for a, b in zip(batched, single)), default=0.0)
+    pairs = [(a, b) for batched, single in zip(together, alone) for a, b in zip(batched, single)]
     grasps = sum(len(single) for single in alone)
+    at_same_place = sum((a.row, a.col, a.angle_class) == (b.row, b.col, b.angle_class)
+                        for a, b in pairs)
+    largest = max((abs(a.confidence - b.confidence) for a, b in pairs), default=0.0)
+    same = (grasps > 0 and at_same_place == grasps == sum(map(len, together))
+            and largest <= CONFIDENCE_TOLERANCE)
     return (f"batched against single frames ({len(frames)} frames, {grasps} grasps): "
-            f"{'the same grasps' if same and grasps else 'DIFFERENT grasps'}, largest "
-            f"confidence difference {largest:.2g}")
+            f"{'the same grasps' if same else 'DIFFERENT grasps'}: {at_same_place} of {grasps} "
+            f"at the same pixel and angle class, largest confidence difference {largest:.2g} "
+            f"(tolerance {CONFIDENCE_TOLERANCE:g})")
 
 
 def open_backend(backend: str, model: str, max_batch: int, static: bool,
