@@ -32,6 +32,7 @@ from sgdn_ros.pipeline.detector import GraspDetector
 from sgdn_ros.pipeline.grasp_poses import DepthFrame, locate_grasps
 from sgdn_ros.pipeline.loading import load_detector
 from sgdn_ros.pipeline.parameters import defaults, detector_settings
+from sgdn_ros.tools.report_file import write_report
 from sgdn_ros.tools.session_bench import measure_session_settings, session_report
 from sgdn_ros.training.rgbd_scenes import realsense_camera, render_rgbd_scene
 from sgdn_ros.training.scenes import render_tabletop_scene
@@ -280,8 +281,7 @@ def run_benchmark(frames: int = 60, write: pathlib.Path | None = None) -> int:
               "about 2, other jobs shared the machine and every time above is slower for it)."]
     print("\n".join(lines))
     if write is not None:
-        write.parent.mkdir(parents=True, exist_ok=True)
-        write.write_text("\n".join(lines) + "\n")
+        write_report(write, lines)
         print(f"wrote {write}")
     return 0
 
