@@ -291,6 +291,7 @@ def run_on_inference_worker(checkpoint: str, cycles: int) -> list[int]:
 
 def _worker_cycle(checkpoint: str, frames: list) -> int:
     from sgdn_ros.backends import create_backend
+    from sgdn_ros.pipeline.cameras import CameraScheduler
     from sgdn_ros.pipeline.detector import GraspDetector
     from sgdn_ros.pipeline.factory import create_detector
     from sgdn_ros.pipeline.worker import InferenceWorker
@@ -304,16 +305,17 @@ def _worker_cycle(checkpoint: str, frames: list) -> int:
         assert _current_context() is not None
         return detector
 
-    def handle(detector: GraspDetector, frame) -> None:
-        counts.append(len(detector.detect(frame).grasps))
+    def handle(detector: GraspDetector, batch) -> None:
+        counts.extend(len(detector.detect(item.frame).grasps) for item in batch)
         done.release()
 
-    worker = InferenceWorker(load, handle, lambda detector: detector.close())
+    mailbox: CameraScheduler = CameraScheduler(1, 1)
+    worker = InferenceWorker(load, handle, lambda detector: detector.close(), mailbox)
     worker.start()
     try:
         assert worker.resource.processing == "gpu"
         for frame in frames:
-            worker.submit(frame)
+            mailbox.put(0, frame)
             assert done.acquire(timeout=60), "the inference thread did not answer"
     finally:
         worker.stop()

@@ -1,4 +1,4 @@
-"""The inference thread: one-slot mailbox semantics, load errors, same-thread ownership."""
+"""The inference thread: load errors, same-thread ownership, newest frames through its mailbox."""
 
 from __future__ import annotations
 
@@ -6,29 +6,9 @@ import threading
 
 import pytest
 
+from sgdn_ros.pipeline.cameras import CameraScheduler
 from sgdn_ros.pipeline.stats import DetectorStats
-from sgdn_ros.pipeline.worker import InferenceWorker, LatestFrameSlot
-
-
-def test_slot_keeps_only_the_newest_frame():
-    slot: LatestFrameSlot[int] = LatestFrameSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True
-    assert slot.put(3) is True
-    assert slot.take() == 3
-    assert slot.clear() is False
-    slot.put(4)
-    assert slot.clear() is True
-
-
-def test_slot_close_wakes_a_waiting_taker():
-    slot: LatestFrameSlot[int] = LatestFrameSlot()
-    taken = []
-    taker = threading.Thread(target=lambda: taken.append(slot.take()))
-    taker.start()
-    slot.close()
-    taker.join(5.0)
-    assert not taker.is_alive() and taken == [None]
+from sgdn_ros.pipeline.worker import InferenceWorker
 
 
 def test_worker_loads_handles_and_closes_on_its_own_thread():
@@ -40,18 +20,19 @@ def test_worker_loads_handles_and_closes_on_its_own_thread():
         threads["load"] = threading.current_thread().name
         return "resource"
 
-    def handle(resource: str, frame: int) -> None:
+    def handle(resource: str, batch) -> None:
         threads["handle"] = threading.current_thread().name
-        handled.append(frame)
+        handled.extend(item.frame for item in batch)
         done.set()
 
     def close(resource: str) -> None:
         threads["close"] = threading.current_thread().name
 
-    worker = InferenceWorker(load, handle, close, name="test-inference")
+    mailbox: CameraScheduler[int] = CameraScheduler(1, 1)
+    worker = InferenceWorker(load, handle, close, mailbox, name="test-inference")
     worker.start()
     assert worker.resource == "resource"
-    worker.submit(7)
+    mailbox.put(0, 7)
     assert done.wait(5.0)
     worker.stop()
     assert handled == [7]
@@ -63,7 +44,7 @@ def test_worker_start_reraises_the_load_error():
     def load() -> str:
         raise FileNotFoundError("model file not found: x.onnx")
 
-    worker = InferenceWorker(load, lambda r, f: None, lambda r: None)
+    worker = InferenceWorker(load, lambda r, f: None, lambda r: None, CameraScheduler(1, 1))
     with pytest.raises(FileNotFoundError, match="x.onnx"):
         worker.start()
     worker.stop()
@@ -75,18 +56,19 @@ def test_frames_arriving_during_inference_replace_each_other():
     second_done = threading.Event()
     handled: list[int] = []
 
-    def handle(resource: None, frame: int) -> None:
+    def handle(resource: None, batch) -> None:
         started.set()
         release.wait(5.0)
-        handled.append(frame)
+        handled.extend(item.frame for item in batch)
         if len(handled) == 2:
             second_done.set()
 
-    worker = InferenceWorker(lambda: None, handle, lambda r: None)
+    mailbox: CameraScheduler[int] = CameraScheduler(1, 1)
+    worker = InferenceWorker(lambda: None, handle, lambda r: None, mailbox)
     worker.start()
-    worker.submit(0)
+    mailbox.put(0, 0)
     assert started.wait(5.0)
-    dropped = [worker.submit(frame) for frame in range(1, 6)]
+    dropped = [mailbox.put(0, frame) for frame in range(1, 6)]
     assert dropped == [False, True, True, True, True]
     release.set()
     assert second_done.wait(5.0)
