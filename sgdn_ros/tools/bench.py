@@ -32,7 +32,7 @@ from sgdn_ros.pipeline.detector import GraspDetector
 from sgdn_ros.pipeline.grasp_poses import DepthFrame, locate_grasps
 from sgdn_ros.pipeline.loading import load_detector
 from sgdn_ros.pipeline.parameters import defaults, detector_settings
-from sgdn_ros.tools.report_file import write_report
+from sgdn_ros.tools.report_file import processor_and_cores, write_report
 from sgdn_ros.tools.session_bench import measure_session_settings, session_report
 from sgdn_ros.training.rgbd_scenes import realsense_camera, render_rgbd_scene
 from sgdn_ros.training.scenes import render_tabletop_scene
@@ -67,17 +67,9 @@ def _time_each(function: Callable[[], object], repeats: int) -> list[float]:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
 
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+    return (f"{processor_and_cores()}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, ONNX Runtime {onnxruntime.__version__} (CPU), "
             f"NumPy {np.__version__}")
 

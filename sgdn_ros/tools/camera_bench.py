@@ -39,6 +39,7 @@ from sgdn_ros.pipeline.cameras import CameraFrame, CameraScheduler, detect_each
 from sgdn_ros.pipeline.detector import GraspDetector
 from sgdn_ros.pipeline.factory import GPU_PROCESSING_CHOICES, create_detector
 from sgdn_ros.pipeline.worker import InferenceWorker
+from sgdn_ros.tools.report_file import processor_and_cores
 from sgdn_ros.training.scenes import render_tabletop_scene
 
 CAMERA_COUNTS = (1, 2, 4, 8)
@@ -177,15 +178,7 @@ def open_backend(backend: str, model: str, max_batch: int, static: bool,
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
+    return (f"{processor_and_cores()}, Python {platform.python_version()}; load average "
             f"at the start {os.getloadavg()[0]:.1f}")
 
 

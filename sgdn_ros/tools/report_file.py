@@ -1,8 +1,11 @@
-"""A benchmark's report written into a page that also holds sections it does not write."""
+"""What benchmark reports share: the machine they name, and their page, written into one that
+also holds sections the benchmark does not write."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import platform
 from collections.abc import Sequence
 
 KEEP_BELOW = ("<!-- `sgdn-ros bench --write` rewrites the page above this line and keeps "
@@ -19,3 +22,17 @@ def write_report(path: pathlib.Path, lines: Sequence[str]) -> None:
             kept = text[text.index(KEEP_BELOW):]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n\n" + kept)
+
+
+def processor_and_cores() -> str:
+    """The processor a report names (from /proc/cpuinfo where there is one) and its cores:
+    figures mean something only beside the machine they came from."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
