@@ -150,9 +150,10 @@ def batched_against_single(detector: GraspDetector, images: Sequence[np.ndarray]
 
 
 def open_backend(backend: str, model: str, max_batch: int, static: bool,
-                 workdir: pathlib.Path) -> InferenceBackend:
+                 workdir: pathlib.Path, torch_compile: bool = False) -> InferenceBackend:
     """The benchmark's backend: the shipped light model on ONNX Runtime (a dynamic-batch copy
-    unless ``static``), or a preset SGDN with random weights on torch."""
+    unless ``static``), or a preset SGDN with random weights on torch (compiled for every
+    batch size with ``torch_compile``, as the node's parameter does)."""
     if backend == "onnxruntime":
         path = TRAINED_MODEL if static else save_dynamic_batch_copy(
             TRAINED_MODEL, workdir / "sgdn_light_k18_dynamic.onnx")
@@ -174,7 +175,8 @@ def open_backend(backend: str, model: str, max_batch: int, static: bool,
     on_gpu = device == "cuda"
     return TorchBackend.from_module(network, device=device,
                                     precision="fp16" if on_gpu else "fp32",
-                                    cuda_graph=on_gpu, max_batch=max_batch)
+                                    cuda_graph=on_gpu, max_batch=max_batch,
+                                    compile=torch_compile)
 
 
 def machine() -> str:
@@ -225,7 +227,7 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
 
         def make_detector() -> GraspDetector:
             backend = open_backend(args.backend, args.model, max(counts), args.static,
-                                   pathlib.Path(workdir))
+                                   pathlib.Path(workdir), args.torch_compile)
             return create_detector(backend, PreprocessConfig(), DecodeConfig(),
                                    args.gpu_processing)
 
@@ -240,7 +242,8 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
     model = "the shipped light model (K = 18)" if args.backend == "onnxruntime" else \
         f"{args.model} (K = {TORCH_MODELS[args.model]}, random weights)"
     return [f"Detector level on {machine()}",
-            f"{model} on {backend.name}, up to {backend.info.max_batch} frame(s) per inference; "
+            f"{model} on {backend.name}{backend.load_note}, up to {backend.info.max_batch} "
+            "frame(s) per inference; "
             f"{detector.processing_reason}",
             f"cameras {'flooding' if args.rate == 0 else f'at {args.rate:g} Hz'}, 640x480 "
             f"frames, {args.warmup:g} s warm-up then {args.seconds:g} s measured per count", same,
@@ -282,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="detector level: the backend (node level: ONNX Runtime)")
     parser.add_argument("--model", choices=tuple(TORCH_MODELS), default="light",
                         help="torch backends: the preset network, random weights")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="torch backends: compile the network with TorchInductor for every "
+                        "batch size (the node's torch_compile)")
     parser.add_argument("--static", action="store_true",
                         help="onnxruntime: the shipped static batch-1 model (cameras take "
                              "turns) instead of its dynamic-batch copy")
