@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -27,6 +28,9 @@ HEATMAP_TOPIC = "~/heatmap"
 MARKERS_TOPIC = "~/markers"
 GRASP_POSES_TOPIC = "~/grasp_poses"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+# How long a stop waits for subscribers to acknowledge the last grasps (reliable publishers):
+# the frame in inference when a stop comes is published just before its publishers go.
+ACKNOWLEDGE_TIMEOUT_S = 1.0
 
 
 class DetectorOutputs:
@@ -71,6 +75,12 @@ class DetectorOutputs:
             self._heatmap.publish(bgr_to_image_message(detection.heatmap(), header))
 
     def destroy(self) -> None:
+        """Destroy the publishers once subscribers have the last grasps (or after
+        ``ACKNOWLEDGE_TIMEOUT_S``): a writer destroyed at once takes unacknowledged samples
+        with it, and the grasps of the frame finished during a stop never arrived (seen in the
+        short torture under load)."""
+        for publisher in (self._grasp, self._grasps):
+            publisher.wait_for_all_acked(Duration(seconds=ACKNOWLEDGE_TIMEOUT_S))
         for publisher in (self._grasp, self._grasps, self._heatmap, self._markers,
                           self._grasp_poses):
             self._node.destroy_lifecycle_publisher(publisher)
