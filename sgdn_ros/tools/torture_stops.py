@@ -19,7 +19,7 @@ from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 from sgdn_ros.ros.detector_client import Camera, LifecycleClient
 from sgdn_ros.ros.session import DetectorProcess, Recorder, RosSession, stamp_key, wait_until
 from sgdn_ros.tools.torture_model import save_slow_model
-from sgdn_ros.tools.torture_phases import START_TIMEOUT_S, detector_ready, scenes
+from sgdn_ros.tools.torture_phases import START_TIMEOUT_S, answered, detector_ready, scenes
 from sgdn_ros.tools.torture_report import Report, stop_problems
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -90,11 +90,15 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
         elif state == "flood":
             flood = _Flood(camera, rig.images)
             time.sleep(rig.random.uniform(0.3, 1.5))
-        else:
+        elif answered(rig.answers, camera, rig.images[1]):
+            # That answer proves the detector's grasp publisher has matched our recorder: a
+            # reliable, volatile publisher sends only to the readers it has matched by then.
+            # Without it, a fresh-clone CI run once saw the frame processed and, without an
+            # error, never received: what a publisher that had not matched yet would give.
             message = camera.publish_bgr(rig.images[0])
             # Its arrival shows in the next stats line (every 0.05 s); the inference thread
             # takes it at once, then works on it for about inference_s.
-            wait_until(lambda: "]: received 1," in detector.output(), START_TIMEOUT_S,
+            wait_until(lambda: "]: received 2," in detector.output(), START_TIMEOUT_S,
                        poll_s=0.01)
             time.sleep(rig.random.uniform(0.1, 0.5) * rig.inference_s)
     signalled = time.monotonic()
