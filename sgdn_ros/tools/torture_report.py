@@ -15,9 +15,11 @@ import numpy as np
 # Lines that must not appear in the log of a detector stopped normally.
 FORBIDDEN_ON_STOP = ("Traceback", "[ERROR]", "Failed to publish", "terminate called",
                      "Segmentation fault", "core dumped", "Fatal Python error")
-_SUMMARY = re.compile(r"stopping \((?P<reason>[^)]*)\): received (?P<received>\d+), processed "
-                      r"(?P<processed>\d+), dropped (?P<dropped>\d+) \(stale\), rejected "
-                      r"(?P<rejected>\d+) \(bad image\), failed (?P<failed>\d+)")
+_COUNTS = (r"received (?P<received>\d+), processed (?P<processed>\d+), dropped "
+           r"(?P<dropped>\d+) \(stale\), rejected (?P<rejected>\d+) \(bad image\), failed "
+           r"(?P<failed>\d+)")
+_SUMMARY = re.compile(r"stopping \((?P<reason>[^)]*)\): " + _COUNTS)
+_STATS_LINE = re.compile(r"\]: " + _COUNTS)
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,29 @@ def stop_problems(log: str) -> list[str]:
     counts = final_counts(log)
     if counts is None:
         problems.append("no final 'stopping (...)' line")
-    elif counts["received"] != sum(counts[key] for key in
-                                   ("processed", "dropped", "rejected", "failed")):
+    elif not all_accounted(counts):
         problems.append(f"final counts do not sum: {counts}")
     return problems
 
 
 def final_counts(log: str) -> dict[str, int] | None:
     """The counters of the detector's last line (`stopping (REASON): received ...`)."""
-    matches = list(_SUMMARY.finditer(log))
+    return _last_counts(_SUMMARY, log)
+
+
+def latest_counts(log: str) -> dict[str, int] | None:
+    """The counters of the detector's latest periodic stats line (`stats_period_s`)."""
+    return _last_counts(_STATS_LINE, log)
+
+
+def all_accounted(counts: dict[str, int]) -> bool:
+    """Every frame received was processed, dropped, rejected or failed: none waits or runs."""
+    return counts["received"] == sum(counts[key] for key in
+                                     ("processed", "dropped", "rejected", "failed"))
+
+
+def _last_counts(pattern: re.Pattern[str], log: str) -> dict[str, int] | None:
+    matches = list(pattern.finditer(log))
     if not matches:
         return None
     return {key: int(value) for key, value in matches[-1].groupdict().items() if key != "reason"}

@@ -17,10 +17,21 @@ import numpy as np
 
 from sgdn_ros.models.synthetic import save_synthetic_sgdn_model
 from sgdn_ros.ros.detector_client import Camera, LifecycleClient
-from sgdn_ros.ros.session import DetectorProcess, Recorder, RosSession, stamp_key, wait_until
+from sgdn_ros.ros.session import (
+    DetectorProcess,
+    Recorder,
+    RosSession,
+    stamp_key,
+    wait_until,
+)
 from sgdn_ros.tools.torture_model import save_slow_model
-from sgdn_ros.tools.torture_phases import START_TIMEOUT_S, answered, detector_ready, scenes
-from sgdn_ros.tools.torture_report import Report, stop_problems
+from sgdn_ros.tools.torture_phases import START_TIMEOUT_S, detector_ready, scenes
+from sgdn_ros.tools.torture_report import (
+    Report,
+    all_accounted,
+    latest_counts,
+    stop_problems,
+)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_TIMEOUT_S = 20.0
@@ -90,17 +101,14 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
         elif state == "flood":
             flood = _Flood(camera, rig.images)
             time.sleep(rig.random.uniform(0.3, 1.5))
-        elif answered(rig.answers, camera, rig.images[1]):
-            # That answer proves the detector's grasp publisher has matched our recorder: a
-            # reliable, volatile publisher sends only to the readers it has matched by then.
-            # Without it, a fresh-clone CI run once saw the frame processed and, without an
-            # error, never received: what a publisher that had not matched yet would give.
-            message = camera.publish_bgr(rig.images[0])
-            # Its arrival shows in the next stats line (every 0.05 s); the inference thread
-            # takes it at once, then works on it for about inference_s.
-            wait_until(lambda: "]: received 2," in detector.output(), START_TIMEOUT_S,
-                       poll_s=0.01)
-            time.sleep(rig.random.uniform(0.1, 0.5) * rig.inference_s)
+        else:
+            received = _answered_and_idle(rig, camera, detector)
+            if received is not None:
+                message = camera.publish_bgr(rig.images[0])
+                # Its arrival shows in the next stats line (every 0.05 s); the inference thread
+                # takes it at once, then works on it for about inference_s.
+                wait_until(lambda: _received(detector) > received, START_TIMEOUT_S, poll_s=0.01)
+                time.sleep(rig.random.uniform(0.1, 0.5) * rig.inference_s)
     signalled = time.monotonic()
     detector.send(number)
     exit_code = detector.wait(EXIT_TIMEOUT_S)
@@ -116,6 +124,37 @@ def stop_once(rig: StopRig, state: str, number: int, index: int) -> StopRun:
         observed = message is not None and rig.answers.wait_for_stamp(
             stamp_key(message.header), 2.0) is not None
     return StopRun(exit_code, seconds, stop_problems(log), observed, detector.log_path)
+
+
+def _answered_and_idle(rig: StopRig, camera: Camera, detector: DetectorProcess) -> int | None:
+    """The frames the detector has received once a frame of ours was answered end to end and
+    nothing waits or runs; None if that did not happen within START_TIMEOUT_S.
+
+    The answer proves the detector's grasp publisher has matched our recorder: a reliable,
+    volatile publisher sends only to the readers it has matched by then. Without it, a
+    fresh-clone CI run once saw the frame in inference processed and, without an error, never
+    received (the camera had matched 1 s after the detector's activation there: discovery was
+    slow). A frame is sent again only when no answer came for a while, and any answer will do:
+    on a loaded machine an inference can outlast the wait, and the answer is then an earlier
+    frame's."""
+    before = rig.answers.count()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        camera.publish_bgr(rig.images[1])
+        if rig.answers.wait_for(lambda answers: len(answers) > before,
+                                max(5.0, 5.0 * rig.inference_s)):
+            break
+        if time.monotonic() > deadline:
+            return None
+    if not wait_until(lambda: (counts := latest_counts(detector.output())) is not None
+                      and all_accounted(counts), START_TIMEOUT_S, poll_s=0.01):
+        return None
+    return _received(detector)
+
+
+def _received(detector: DetectorProcess) -> int:
+    counts = latest_counts(detector.output())
+    return 0 if counts is None else counts["received"]
 
 
 SHUTDOWN_RESPONSE_TIMEOUT_S = 5.0
