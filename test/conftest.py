@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from sgdn_ros.ros.dds_isolation import isolate_dds
+from sgdn_ros.ros.dds_isolation import isolate_dds, remove_stale_shared_memory
 
 DOMAIN_ID = isolate_dds()
 
@@ -63,6 +63,11 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "ros: ROS-facing (node over DDS, the installed executable, messages, "
         "launch); run on every ROS 2 distribution by scripts/test.sh")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The detector processes the tests started leave their Fast DDS segments in /dev/shm."""
+    remove_stale_shared_memory()
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 import random
@@ -40,3 +41,38 @@ def isolate_dds(environ: MutableMapping[str, str] = os.environ) -> int:
     if profile is not None and not any(name in environ for name in PROFILES_VARIABLES):
         environ[fast_dds_profiles_variable()] = str(profile)
     return int(environ["ROS_DOMAIN_ID"])
+
+
+def remove_stale_shared_memory(folder: str | os.PathLike[str] = "/dev/shm") -> int:
+    """Delete the Fast DDS shared-memory segments no process holds any more; returns the bytes
+    freed.
+
+    Each participant's segment (`fastdds_<id>` from Fast DDS 3, `fastrtps_<id>` from Fast DDS 2;
+    35 MB with the large-frames profile) comes with a lock file (`<segment>_el`) its process
+    holds while it lives. Segments of ended
+    processes stay behind: a full test run left about 1 GB, growing run after run (2.9 GB after
+    a few). A lock file nobody holds means a dead owner, as Fast DDS's own `shm clean` decides.
+    """
+    freed = 0
+    for lock_path in [path for prefix in ("fastdds_", "fastrtps_")
+                      for path in pathlib.Path(folder).glob(f"{prefix}*_el")]:
+        segment = lock_path.with_name(lock_path.name[:-len("_el")])
+        try:
+            descriptor = os.open(lock_path, os.O_RDWR)
+        except OSError:  # removed meanwhile, or not ours to touch
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its participant is alive
+            os.close(descriptor)
+            continue
+        try:
+            if segment.exists():
+                freed += segment.stat().st_size
+                segment.unlink()
+            lock_path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+    return freed
