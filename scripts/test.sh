@@ -34,7 +34,12 @@ run_leg() {
     fi
     # `pytest` (not `python -m pytest`) keeps the source folder off sys.path, so the tests import
     # the installed package, messages included, as a workspace user would.
-    pytest "$@"
+    tests=0
+    pytest "$@" || tests=$?
+    # The tests' in-process participants hold their Fast DDS segments until pytest has ended
+    # (test/conftest.py removes only those of ended processes): remove them now.
+    python -c 'from sgdn_ros.ros.dds_isolation import remove_stale_shared_memory as remove; remove()'
+    exit "$tests"
   ) 2>&1 | tee "$log" || status=$?
   summaries+=("ROS 2 ${distro^}, $what: $(grep -E ' in [0-9.]+s' "$log" | tail -n 1 | tr -d '=' | xargs)")
   rm -f "$log"
