@@ -49,9 +49,9 @@ def remove_stale_shared_memory(folder: str | os.PathLike[str] = "/dev/shm") -> i
 
     Each participant's segment (`fastdds_<id>` from Fast DDS 3, `fastrtps_<id>` from Fast DDS 2;
     35 MB with the large-frames profile) comes with a lock file (`<segment>_el`) its process
-    holds while it lives. Segments of ended
-    processes stay behind: a full test run left about 1 GB, growing run after run (2.9 GB after
-    a few). A lock file nobody holds means a dead owner, as Fast DDS's own `shm clean` decides.
+    holds while it lives. Segments of ended processes stay behind: a full test run left about
+    1 GB, growing run after run (2.9 GB after a few). A lock file nobody holds means a dead
+    owner, as Fast DDS's own `shm clean` decides.
     """
     freed = 0
     for lock_path in [path for prefix in ("fastdds_", "fastrtps_")
