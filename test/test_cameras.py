@@ -178,13 +178,16 @@ def test_per_camera_counters_sum_to_the_totals():
         for _ in range(processed):
             stats.camera(camera).count("processed")
             stats.camera(camera).record_latency(latency_ms / 1e3)
+            stats.camera(camera).record_batch(latency_ms / 2e3)
     total = stats.snapshot()
     assert (total.received, total.processed) == (11, 6)
     assert total.latency_max_ms == pytest.approx(30.0)
+    assert total.batch_max_ms == pytest.approx(15.0)
     assert stats.camera(1).snapshot().latency_p50_ms == pytest.approx(30.0)
     single = CameraStats()
     single.camera(0).count("dropped")
     single.camera(0).record_latency(0.012)
+    single.camera(0).record_batch(0.008)
     assert single.snapshot() == single.camera(0).snapshot()
 
 

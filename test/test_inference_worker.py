@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from sgdn_ros.pipeline.cameras import CameraScheduler
@@ -80,10 +81,15 @@ def test_stats_percentiles_and_counts():
     stats = DetectorStats(latency_window=100)
     for event in ("received", "received", "processed", "dropped"):
         stats.count(event)
+    assert np.isnan(stats.snapshot().batch_max_ms), "no batch yet"
     for milliseconds in range(1, 101):
         stats.record_latency(milliseconds / 1000)
+        stats.record_batch(milliseconds / 2000)
     snapshot = stats.snapshot()
     assert (snapshot.received, snapshot.processed, snapshot.dropped) == (2, 1, 1)
     assert snapshot.latency_p50_ms == pytest.approx(50.5)
     assert snapshot.latency_max_ms == pytest.approx(100.0)
+    assert (snapshot.batch_p50_ms, snapshot.batch_max_ms) == (pytest.approx(25.25),
+                                                              pytest.approx(50.0))
     assert "dropped 1" in snapshot.summary()
+    assert "batch time p50 25.2 ms, max 50.0 ms" in snapshot.summary()

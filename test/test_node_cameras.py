@@ -48,6 +48,7 @@ ANSWER_TIMEOUT_S = 30.0
 CAMERAS = ["cam0", "cam1", "arm/wrist", "cam3"]
 FLOOD_RATE_HZ = 30.0
 FLOOD_S = 4.0
+SCHEDULING_SLACK_MS = 200.0  # between one batch's end and the next one's start
 
 
 @pytest.fixture(scope="module")
@@ -196,10 +197,9 @@ def test_every_camera_is_answered_under_a_flood_without_queueing(rig_factory, im
     # No camera is starved: each got at least half of an equal share of the answers.
     processed = [snapshot.processed for snapshot in cameras]
     assert min(processed) >= 0.5 * sum(processed) / len(CAMERAS), processed
-    # Bounded latency: a frame waits for at most the batch in progress, then its own, each of
-    # at most one frame per camera (paced: one frame per inference).
-    bound_ms = 2 * len(CAMERAS) * paced.latency_max_ms + 500.0
-    assert total.latency_max_ms < bound_ms, (total, paced)
+    # No queueing: a frame waits for at most the batch in progress, then its own (measured in
+    # the same flood: a loaded machine slows both, a queue would add whole batches).
+    assert total.latency_max_ms < 2 * total.batch_max_ms + SCHEDULING_SLACK_MS, total
 
 
 @pytest.mark.parametrize(("cameras", "says"), [

@@ -239,8 +239,9 @@ def test_a_flood_of_frames_is_dropped_not_queued(rig_factory):
     # The newest frame is never the one dropped when it is the last to arrive.
     if snapshot.received == paced.received + len(flood):
         assert rig.all.wait_for_stamp(stamp_key(flood[-1].header), ANSWER_TIMEOUT_S) is not None
-    # Bounded latency: a frame waits for at most the inference in progress, then its own.
-    assert snapshot.latency_max_ms < 4 * paced.latency_max_ms + 500.0
+    # No queueing: a frame waits for at most the inference in progress, then its own (both
+    # measured in the same flood; 200 ms for the thread to go from one to the next).
+    assert snapshot.latency_max_ms < 2 * snapshot.batch_max_ms + 200.0, snapshot
 
 
 def test_runtime_parameters_apply_and_bad_values_are_rejected(rig_factory):

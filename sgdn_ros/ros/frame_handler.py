@@ -66,6 +66,7 @@ class FrameHandler:
 
     def __call__(self, loaded: LoadedDetector, batch: Sequence[CameraFrame[ReceivedFrame]]
                  ) -> None:
+        started = time.monotonic()
         options = self._options()
         work = [item for item in (self._prepare(loaded, self._outlets[frame.camera],
                                                 frame.frame, options) for frame in batch)
@@ -75,8 +76,11 @@ class FrameHandler:
         takes_depth = loaded.detector.input_kind in DEPTH_KINDS
         results = detect_each(loaded.detector, [item.image for item in work],
                               [item.depth_m if takes_depth else None for item in work])
-        for item, result in zip(work, results):
-            self._publish(loaded, item, result, options)
+        published = [item for item, result in zip(work, results)
+                     if self._publish(loaded, item, result, options)]
+        batch_s = time.monotonic() - started
+        for item in published:
+            item.outlet.stats.record_batch(batch_s)
 
     def _prepare(self, loaded: LoadedDetector, outlet: CameraOutlet, frame: ReceivedFrame,
                  options: NodeOptions) -> _Work | None:
@@ -93,7 +97,8 @@ class FrameHandler:
         return _Work(outlet, frame, image, depth_m)
 
     def _publish(self, loaded: LoadedDetector, item: _Work, result: Detection | Exception,
-                 options: NodeOptions) -> None:
+                 options: NodeOptions) -> bool:
+        """Whether the frame's results went out (otherwise counted and logged)."""
         outlet = item.outlet
         try:
             if isinstance(result, Exception):
@@ -105,14 +110,15 @@ class FrameHandler:
                 grasps_3d, self._gripper if options.use_depth else None)
         except ValueError as error:
             self._refuse(outlet, "rejected", f"rejected an image: {error}")
-            return
+            return False
         except Exception as error:  # noqa: BLE001 - keep the inference thread alive
             outlet.stats.count("failed")
             self._logger.error(f"processing a frame failed: {error!r}",
                                throttle_duration_sec=THROTTLE_S)
-            return
+            return False
         outlet.stats.count("processed")
         outlet.stats.record_latency(time.monotonic() - item.frame.received_at)
+        return True
 
     def _depth_metres(self, outlet: CameraOutlet, frame: ReceivedFrame,
                       options: NodeOptions) -> np.ndarray | None:
