@@ -52,20 +52,21 @@ def detector_parameters(model_path: str, gripper: GripperSpec) -> dict[str, obje
 
 class NodePlanner:
     """Sends a frame to the detector as a camera would and turns its best valid 3-D grasp
-    (camera optical frame) into a grasp in the world."""
+    (camera optical frame) into a grasp in the world. Counts the frames it sent, resent ones
+    included (a best-effort frame may be lost, and then its partner stays unmatched)."""
 
     def __init__(self, publish_frame: Callable[[np.ndarray, np.ndarray], object], answers,
                  camera: TopDownCamera) -> None:
         self._publish_frame = publish_frame
         self._answers = answers
         self._camera = camera
+        self.frames_sent = 0
 
     def __call__(self, frame: SensorFrame) -> PlannedGrasp | None:
         from sgdn_ros.ros.session import publish_until_answered
 
         answer, _message = publish_until_answered(
-            lambda: self._publish_frame(frame.bgr, frame.depth_mm), self._answers,
-            FRAME_TIMEOUT_S, retry_s=2.0)
+            lambda: self._send(frame), self._answers, FRAME_TIMEOUT_S, retry_s=2.0)
         if answer is None:
             raise RuntimeError(f"the detector did not answer a frame within {FRAME_TIMEOUT_S:.0f}"
                                " s; see its log")
@@ -81,6 +82,10 @@ class NodePlanner:
             self._camera.rotation_to_world(rotation_optical), float(best.width_m),
             float(best.v), float(best.u), float(best.angle), float(best.width_px),
             float(best.confidence))
+
+    def _send(self, frame: SensorFrame) -> object:
+        self.frames_sent += 1
+        return self._publish_frame(frame.bgr, frame.depth_mm)
 
 
 def run_sim_eval(*, scenes: int, objects: int, seed: int, split: str, planner: str,
@@ -111,7 +116,9 @@ def run_sim_eval(*, scenes: int, objects: int, seed: int, split: str, planner: s
     print(f"sim-eval ({who}; {split} objects; {scenes} scenes x {objects} objects, seeds {seed}.."
           f"{seed + scenes - 1}; {elapsed:.0f} s):")
     print(format_figures(found))
-    _write_outputs(out_dir, results, found, planner, model_path, split, seed, elapsed)
+    frames_sent = None if node_planner is None else node_planner.frames_sent
+    _write_outputs(out_dir, results, found, planner, model_path, split, seed, elapsed,
+                   frames_sent)
     return 0
 
 
@@ -145,7 +152,8 @@ def _print_scene(result: SceneResult) -> None:
 
 
 def _write_outputs(out_dir: pathlib.Path, results: list[SceneResult], found, planner: str,
-                   model_path: str, split: str, seed: int, elapsed: float) -> None:
+                   model_path: str, split: str, seed: int, elapsed: float,
+                   frames_sent: int | None) -> None:
     attempts = [attempt for result in results for attempt in result.attempts]
     if attempts:
         cv2.imwrite(str(out_dir / "attempts.png"), attempt_strip(attempts[:STRIP_ATTEMPTS]))
@@ -158,6 +166,8 @@ def _write_outputs(out_dir: pathlib.Path, results: list[SceneResult], found, pla
         "per_object": {f"{key:03d}": [rate.hits, rate.total]
                        for key, rate in found.per_object.items()},
     }
+    if frames_sent is not None:
+        summary["frames_sent"] = frames_sent
     (out_dir / "figures.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"sim-eval: figures.json and attempts.png (first {STRIP_ATTEMPTS} attempts) in "
           f"{out_dir}")
