@@ -1,5 +1,6 @@
-"""The frame graph's candidate record -> grasps (pure host logic, runs anywhere): the record's
-best candidates give find_peaks' grasps, and a record that cannot is reported, not guessed."""
+"""The frame graph's host side (pure host logic, runs anywhere): the crop window it uploads,
+and the candidate record -> grasps: the record's best candidates give find_peaks' grasps, and a
+record that cannot is reported, not guessed."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import numpy as np
 import pytest
 
 from sgdn_ros.core.decoding import DecodeConfig, find_peaks, logit, neighbourhood_max
+from sgdn_ros.core.frames import RawImage
 from sgdn_ros.gpu.candidates import (
     CANDIDATE_INTS,
     TOP_CANDIDATES,
     decoded_candidates,
     record_ints,
 )
+from sgdn_ros.gpu.preprocess_kernels import CropWindow
 
 CAPACITY = 4096
 
@@ -95,3 +98,21 @@ def test_an_empty_record_gives_no_grasp():
 
 def test_record_size_is_about_2_kb():
     assert record_ints() * 4 == 2052
+
+
+@pytest.mark.parametrize(("encoding", "channels"), [("bgr8", 3), ("bgra8", 4), ("mono8", 1)])
+def test_the_crop_window_copies_only_the_rows_and_columns_the_crop_reads(encoding, channels):
+    """The bytes the frame graph uploads: the crop's rows and, in each, only its columns, packed
+    without the row padding of the message (here 5 bytes a row)."""
+    height, width, padding = 12, 10, 5
+    step = width * channels + padding
+    data = np.arange(height * step, dtype=np.int64).astype(np.uint8)
+    image = RawImage(data=data, height=height, width=width, encoding=encoding, step=step)
+    window = CropWindow(first_row=3, end_row=9, first_col=2, end_col=7, bytes_per_pixel=channels)
+    destination = np.full(window.nbytes + 4, 255, np.uint8)
+    window.copy(image, destination)
+    pixels = data.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
+    assert (window.rows, window.row_bytes) == (6, 5 * channels)
+    np.testing.assert_array_equal(destination[:window.nbytes],
+                                  pixels[3:9, 2:7].reshape(-1))
+    assert np.all(destination[window.nbytes:] == 255), "nothing written past the window"

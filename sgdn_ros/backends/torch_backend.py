@@ -38,7 +38,7 @@ from sgdn_ros.backends.base import (
 )
 from sgdn_ros.backends.torch_compile import compile_cache_dir, compile_network
 from sgdn_ros.core.depth_planes import input_kind_of_channels
-from sgdn_ros.gpu.stream_capture import CapturedGraph
+from sgdn_ros.gpu.stream_capture import CapturedGraph, launch_graph
 from sgdn_ros.network.checkpoint import load_checkpoint
 from sgdn_ros.network.network import OUTPUT_STRIDE, SGDNConfig
 
@@ -293,7 +293,7 @@ class TorchBackend(InferenceBackend):
                 enqueue()
         finally:
             self._capturing = False
-        return _TorchFrameGraph(graph, self._device_outputs, self.device)
+        return _TorchFrameGraph(graph, self._device_outputs)
 
     def _check_batch_size(self, batch: int) -> None:
         max_batch = self._info.max_batch
@@ -318,26 +318,20 @@ class TorchBackend(InferenceBackend):
 
 class _TorchFrameGraph:
     """A graph recorded by ``TorchBackend.capture_graph``, holding the network's outputs (in the
-    graph's pool) for as long as it lives."""
+    graph's pool) for as long as it lives. Replayed with one driver call on its executable
+    graph (the network draws no random numbers, so PyTorch's replay adds nothing it needs)."""
 
-    def __init__(self, graph: torch.cuda.CUDAGraph, outputs: DeviceOutputs | None,
-                 device: torch.device) -> None:
-        self._graph, self._outputs, self._device = graph, outputs, device
-        # One wrapper per stream, made once: making it per frame cost more host time than
-        # the launch (profiled on the H200).
-        self._streams: dict[int, torch.cuda.ExternalStream] = {}
+    def __init__(self, graph: torch.cuda.CUDAGraph, outputs: DeviceOutputs | None) -> None:
+        self._graph, self._outputs = graph, outputs
+        self._exec = graph.raw_cuda_graph_exec()
 
     def replay(self, stream_handle: int) -> None:
-        stream = self._streams.get(stream_handle)
-        if stream is None:
-            stream = torch.cuda.ExternalStream(int(stream_handle), device=self._device)
-            self._streams[stream_handle] = stream
-        with torch.cuda.device(self._device), torch.cuda.stream(stream):
-            self._graph.replay()
+        if self._graph is None:
+            raise InferenceError("the frame graph is closed")
+        launch_graph(self._exec, stream_handle)
 
     def close(self) -> None:
         self._graph = self._outputs = None
-        self._streams = {}
 
 
 class _CudaArrayView:

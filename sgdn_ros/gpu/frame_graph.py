@@ -3,7 +3,8 @@
 For one group of frames of fixed encodings, sizes and row strides (and so a fixed batch size),
 ``FrameGraph`` enqueues everything a frame needs on one stream, without a synchronisation:
 
-1. the rows the crop reads, from a fixed page-locked host buffer per frame, to the GPU;
+1. the window the crop reads (``CropWindow``), from a fixed page-locked host buffer per frame,
+   to the GPU;
 2. the preprocessing kernel into the batch's input planes (``GpuPreprocessor``);
 3. the network (``infer``: the backend's ``infer_device`` on the same stream);
 4. per frame, the candidate kernel (local maxima above the threshold, or the best pixel) and
@@ -176,10 +177,10 @@ class FrameGraph:
         self._driver, self._kernels, self._preprocessor = driver, kernels, preprocessor
         self._templates, self.geometries = list(templates), list(geometries)
         self._infer = infer
-        self._rows = [preprocessor.rows_needed(image, geometry)
-                      for image, geometry in zip(self._templates, self.geometries)]
-        self._host_raw = [driver.pagelocked_empty(max((end - first) * image.step, 1), np.uint8)
-                          for image, (first, end) in zip(self._templates, self._rows)]
+        self._windows = [preprocessor.window_needed(image, geometry)
+                         for image, geometry in zip(self._templates, self.geometries)]
+        self._host_raw = [driver.pagelocked_empty(max(window.nbytes, 1), np.uint8)
+                          for window in self._windows]
         self._raw = [driver.mem_alloc(host.nbytes) for host in self._host_raw]
         batch = len(self._templates)
         self._counts = driver.mem_alloc(4 * batch)
@@ -207,20 +208,19 @@ class FrameGraph:
         """Put the frames' bytes and the decode settings where the next replay reads them.
         The images must match the templates' encodings, sizes and row strides (the caller
         keys its graphs on them)."""
-        for image, host, (first, end) in zip(images, self._host_raw, self._rows):
-            np.copyto(host[:(end - first) * image.step],
-                      image.data[first * image.step:end * image.step])
+        for image, host, window in zip(images, self._host_raw, self._windows):
+            window.copy(image, host)
         self._kernels.set_decode(config)
 
     def _enqueue(self) -> None:
         """Everything a group needs, on the stream, with no synchronisation."""
         stream, kernels = self._kernels.stream, self._kernels
         kernels.enqueue_params()
-        for frame, (image, geometry, host, raw, (first, _end)) in enumerate(zip(
-                self._templates, self.geometries, self._host_raw, self._raw, self._rows)):
+        for frame, (image, geometry, host, raw, window) in enumerate(zip(
+                self._templates, self.geometries, self._host_raw, self._raw, self._windows)):
             self._driver.memcpy_htod_async(raw, host, stream)
-            self._preprocessor.enqueue_planes(device_pointer(raw), image, geometry, first,
-                                              frame)
+            self._preprocessor.enqueue_planes(device_pointer(raw), window, geometry,
+                                              image.layout, frame)
         self.maps = self._infer(self._preprocessor.planes_ptr, len(self._templates))
         self._driver.memset_d32_async(self._counts, 0, len(self._templates), stream)
         for frame in range(len(self._templates)):

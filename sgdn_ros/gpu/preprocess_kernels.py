@@ -1,18 +1,20 @@
 """Raw camera bytes -> the network's normalised B, G, R input planes, on the GPU.
 
-The rows the crop needs go up once through a page-locked buffer and one kernel writes the
-planes, equal to ``sgdn_ros.core.preprocessing.Preprocessor`` bit for bit. A batch of frames is
+The window of bytes the crop reads (its rows, and in each only its columns) goes up once
+through a page-locked buffer and one kernel writes the planes, equal to
+``sgdn_ros.core.preprocessing.Preprocessor`` bit for bit. A batch of frames is
 written into one contiguous (N, 3, H, W) buffer, frame i at element offset i * 3 * H * W, so a
 backend runs them in one inference.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdn_ros.core.frames import RawImage
+from sgdn_ros.core.frames import PixelLayout, RawImage
 from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
@@ -61,6 +63,40 @@ __global__ void preprocess_planes(
 """
 
 
+@dataclass(frozen=True)
+class CropWindow:
+    """The part of a frame the crop reads: rows ``first_row`` to ``end_row`` and, in each,
+    pixels ``first_col`` to ``end_col`` (ends excluded), copied to the GPU as one compact block
+    of ``rows * row_bytes`` bytes (half a 640-wide frame's rows for a 320-wide crop)."""
+
+    first_row: int
+    end_row: int
+    first_col: int
+    end_col: int
+    bytes_per_pixel: int
+
+    @property
+    def rows(self) -> int:
+        return self.end_row - self.first_row
+
+    @property
+    def row_bytes(self) -> int:
+        return (self.end_col - self.first_col) * self.bytes_per_pixel
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.row_bytes
+
+    def copy(self, image: RawImage, destination: np.ndarray) -> None:
+        """Write the window of ``image`` into the first ``nbytes`` of ``destination``."""
+        if not self.nbytes:
+            return
+        rows = image.data[:image.height * image.step].reshape(image.height, image.step)
+        np.copyto(destination[:self.nbytes].reshape(self.rows, self.row_bytes),
+                  rows[self.first_row:self.end_row,
+                       self.first_col * self.bytes_per_pixel:self.end_col * self.bytes_per_pixel])
+
+
 class GpuPreprocessor:
     """Raw camera bytes -> normalised B, G, R planes (N, 3, H, W) float32 on the GPU.
 
@@ -102,21 +138,20 @@ class GpuPreprocessor:
 
         ``image`` was checked when it was made (``RawImage``); ``geometry`` must be its own.
         """
-        first_row, end_row = self.rows_needed(image, geometry)
+        window = self.window_needed(image, geometry)
         self._staging_free.synchronize()  # the previous frame's copy may still read it
-        if end_row > first_row:
-            step = image.step
-            staging = self._staging.at_least((end_row - first_row) * step)
-            np.copyto(staging, image.data[first_row * step:end_row * step])
-            self._driver.memcpy_htod_async(self._raw.at_least(staging.nbytes), staging,
+        if window.nbytes:
+            staging = self._staging.at_least(window.nbytes)
+            window.copy(image, staging)
+            self._driver.memcpy_htod_async(self._raw.at_least(window.nbytes), staging,
                                            self._stream)
             self._staging_free.record(self._stream)
         source = 0 if self._raw.allocation is None else device_pointer(self._raw.allocation)
-        return self.enqueue_planes(source, image, geometry, first_row, frame)
+        return self.enqueue_planes(source, window, geometry, image.layout, frame)
 
-    def rows_needed(self, image: RawImage, geometry: CropGeometry) -> tuple[int, int]:
-        """The first and the end row of ``image`` that the crop reads, once the kernel is
-        known to convert this frame (8-bit channels, no resize, ``geometry`` its own)."""
+    def window_needed(self, image: RawImage, geometry: CropGeometry) -> CropWindow:
+        """The rows and columns of ``image`` that the crop reads, once the kernel is known to
+        convert this frame (8-bit channels, no resize, ``geometry`` its own)."""
         if image.layout.bytes_per_channel != 1:
             raise UnsupportedOnGpuError(
                 f"encoding {image.encoding!r} has 16-bit channels; the GPU preprocessing "
@@ -131,24 +166,27 @@ class GpuPreprocessor:
                 f"geometry is for a {geometry.image_width}x{geometry.image_height} image but "
                 f"the frame is {width}x{height}; compute it with geometry_for(height, width)")
         first_row = min(max(geometry.top, 0), height)
-        return first_row, max(min(geometry.top + self.config.input_height, height), first_row)
+        first_col = min(max(geometry.left, 0), width)
+        return CropWindow(
+            first_row, max(min(geometry.top + self.config.input_height, height), first_row),
+            first_col, max(min(geometry.left + self.config.input_width, width), first_col),
+            image.layout.channels)
 
-    def enqueue_planes(self, source: int, image: RawImage, geometry: CropGeometry,
-                       first_row: int, frame: int = 0) -> int:
-        """Launch the kernel on the rows from ``first_row`` on (``rows_needed``) of ``image``,
-        already at device address ``source``, writing batch slot ``frame``; no copy, no
+    def enqueue_planes(self, source: int, window: CropWindow, geometry: CropGeometry,
+                       layout: PixelLayout, frame: int = 0) -> int:
+        """Launch the kernel on the frame's ``window`` (``window_needed``), already copied
+        to device address ``source``, writing batch slot ``frame``; no copy, no
         synchronisation, so a CUDA graph can record it. Returns the slot's address."""
-        layout = image.layout
         planes = self.frame_ptr(frame)
-        _first, end_row = self.rows_needed(image, geometry)
         offsets = list(range(layout.channels))[layout.bgr_channels]
         if len(offsets) == 1:
             offsets *= 3
         out_height, out_width = self.config.input_height, self.config.input_width
         self._kernel.prepared_async_call(
             grid_2d(out_height, out_width), BLOCK_2D, self._stream, source, planes,
-            np.int32(end_row - first_row), np.int32(image.width), np.int32(image.step),
-            np.int32(geometry.top - first_row), np.int32(geometry.left),
+            np.int32(window.rows), np.int32(window.end_col - window.first_col),
+            np.int32(window.row_bytes), np.int32(geometry.top - window.first_row),
+            np.int32(geometry.left - window.first_col),
             np.int32(out_height), np.int32(out_width), np.int32(layout.channels),
             *(np.int32(offset) for offset in offsets),
             *(np.float32(value) for value in self.config.mean_bgr),
