@@ -381,9 +381,10 @@ def test_benchmark_reports_the_three_ways(trained_light):
     rows = [line.split("|") for line in lines if line.startswith("| light")]
     assert len(rows) == 3
     author, step, graph = rows
-    assert int(author[9].strip().replace(",", "")) == 4 * 320 * 320 * (1 + 18 + 1)
-    assert 0 < int(graph[9].strip().replace(",", "")) < 10_000
-    assert graph[10].strip().startswith("yes")
+    assert int(author[10].strip().replace(",", "")) == 4 * 320 * 320 * (1 + 18 + 1)
+    assert 0 < int(graph[10].strip().replace(",", "")) < 10_000
+    assert graph[11].strip().startswith("yes")
+    assert float(graph[7]) > 0 and float(author[7]) == float(author[6])
     assert any("one CUDA graph per frame" in line for line in lines)
 
 

@@ -162,11 +162,13 @@ def benchmark_detectors(repeats: int = 50,
         f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}, {_pycuda_version()}; "
         f"one {FRAME_WIDTH}x{FRAME_HEIGHT} bgr8 frame as raw bytes; peaks mode, at most 5 "
         f"grasps; median of {repeats} frames per GPU path (alternating), {author_repeats} for "
-        "the author's way",
+        f"the author's way; \"alone\": each GPU path's median of {repeats} frames back to back, "
+        "as a node runs it",
         "",
-        "| model | path | preprocess ms | infer ms | decode ms | frame ms | speed-up vs the "
-        "author's | vs step by step | bytes GPU -> host | same grasps as step by step |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | path | preprocess ms | infer ms | decode ms | frame ms | frame ms alone | "
+        "speed-up vs the author's | vs step by step | bytes GPU -> host | same grasps as step "
+        "by step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for preset, classes in models:
@@ -200,7 +202,10 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         decode = DecodeConfig(confidence_threshold=threshold)
         author.decode_config = step.decode_config = graph.decode_config = decode
         timings = _alternate({"step": step.detect, "graph": graph.detect}, frame, repeats)
-        timings["author"] = {"frame": _median_ms(lambda: author.detect(frame), author_repeats)}
+        for path, detect in (("step", step.detect), ("graph", graph.detect)):
+            timings[path]["alone"] = _median_ms(lambda detect=detect: detect(frame), repeats)
+        author_ms = _median_ms(lambda: author.detect(frame), author_repeats)
+        timings["author"] = {"frame": author_ms, "alone": author_ms}
         grasps = {"author": author.detect(frame), "step": step.detect(frame).grasps,
                   "graph": graph.detect(frame).grasps}
         bytes_back = {"author": author.map_bytes, "graph": graph.path.bytes_copied_device_to_host()}
@@ -224,6 +229,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         same = "-" if path == "step" else _agreement(grasps[path], grasps["step"])
         rows.append(
             f", {len(grasps['step'])} grasps | {label} | {' | '.join(cells)} | {frame_ms:.3f} | "
+            f"{stages['alone']:.3f} | "
             f"{timings['author']['frame'] / frame_ms:.1f}x | "
             f"{timings['step']['frame'] / frame_ms:.2f}x | {bytes_back[path]:,} | {same} |")
     return rows, (f"{compiled.name}: {compiled.load_note.lstrip('; ')}; the new path: {graph_note}"
