@@ -17,7 +17,10 @@ from sgdn_ros.core.decoding import (
     decode_grasps,
     decode_grasps_full,
     find_peaks,
+    keep_apart,
+    neighbourhood_max,
     output_layout,
+    suppress_close_peaks,
 )
 from sgdn_ros.core.geometry import CropGeometry
 
@@ -172,6 +175,27 @@ def test_find_peaks_matches_brute_force_definition_on_continuous_scores(seed):
     rows, cols = find_peaks(score, threshold, min_distance, max_peaks)
     expected = brute_force_peaks(score, threshold, min_distance, max_peaks)
     assert list(zip(rows.tolist(), cols.tolist())) == expected
+
+
+@pytest.mark.parametrize("levels", [None, 3, 6])
+def test_keep_apart_keeps_what_the_greedy_pass_keeps(levels):
+    """Local maxima sorted best first, continuous scores (the shortcut) and quantised ones
+    (ties on plateaus: the greedy pass): the same indices as ``suppress_close_peaks``."""
+    rng = np.random.default_rng(7 if levels is None else levels)
+    suppressed = 0
+    for _ in range(30):
+        score = rng.normal(size=(40, 50)).astype(np.float32)
+        if levels is not None:
+            score = np.round(score * levels / 3).astype(np.float32)
+        min_distance, max_peaks = int(rng.integers(0, 5)), int(rng.integers(1, 200))
+        maxima = np.flatnonzero(score == neighbourhood_max(score, min_distance))
+        order = np.argsort(-score.ravel()[maxima], kind="stable")
+        rows, cols = np.divmod(maxima[order], score.shape[1])
+        ordered = score.ravel()[maxima[order]]
+        kept = keep_apart(rows, cols, ordered, min_distance, max_peaks)
+        assert kept.tolist() == suppress_close_peaks(rows, cols, min_distance, max_peaks)
+        suppressed += kept.size < min(rows.size, max_peaks)
+    assert (suppressed > 0) == (levels is not None)
 
 
 def test_find_peaks_reduces_a_plateau_to_its_first_pixel():

@@ -5,7 +5,8 @@ candidate pixels the kernel found (local maxima above the threshold in "peaks" m
 pixel in "max" mode), then the best ``top_n`` of them, best first (logit descending, ties in
 row-major order, as ``find_peaks`` orders them), each as (pixel index, able logit bits, angle
 class, width logit bits). What remains here is the greedy suppression over at most ``top_n``
-candidates, then the grasps built by the code every path shares.
+candidates (skipped when no two of their logits are equal: ``keep_apart``), then the grasps
+built by the code every path shares.
 
 When is the record enough? Greedy suppression walks the candidates best first and its choice
 of each depends only on those before it, so the first ``top_n`` give the whole list's result
@@ -25,8 +26,8 @@ from sgdn_ros.core.decoding import (
     DecodeConfig,
     Grasp,
     grasps_at_pixels,
+    keep_apart,
     sigmoid64,
-    suppress_close_peaks,
 )
 from sgdn_ros.core.geometry import CropGeometry
 
@@ -55,7 +56,8 @@ def decoded_candidates(record: np.ndarray, width: int, capacity: int, config: De
     stored = min(count, top_n)
     entries = record[1:1 + CANDIDATE_INTS * stored].reshape(stored, CANDIDATE_INTS)
     rows, cols = np.divmod(entries[:, 0].astype(np.intp), width)
-    kept = suppress_close_peaks(rows, cols, config.min_distance, config.max_grasps)
+    kept = keep_apart(rows, cols, entries[:, 1].view(np.float32), config.min_distance,
+                      config.max_grasps)
     if count > top_n and len(kept) < config.max_grasps:
         return None
     chosen = entries[kept]

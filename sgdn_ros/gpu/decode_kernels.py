@@ -20,8 +20,8 @@ from sgdn_ros.core.decoding import (
     DecodeConfig,
     Grasp,
     find_peaks,
+    keep_apart,
     logit,
-    suppress_close_peaks,
     threshold_in,
 )
 from sgdn_ros.core.geometry import CropGeometry
@@ -349,8 +349,9 @@ def _suppress_greedy(candidates: np.ndarray, width: int, config: DecodeConfig
     logits = candidates[:, 1].view(np.float32)
     order = np.lexsort((indices, -logits))
     rows, cols = np.divmod(indices[order], width)
-    kept = suppress_close_peaks(rows, cols, config.min_distance, config.max_grasps)
-    return rows[kept], cols[kept], logits[order][kept]
+    ordered = logits[order]
+    kept = keep_apart(rows, cols, ordered, config.min_distance, config.max_grasps)
+    return rows[kept], cols[kept], ordered[kept]
 
 
 def decode_on_gpu(decoder: GpuDecoder, able_ptr: object, angle_ptr: object, width_ptr: object,
