@@ -7,7 +7,7 @@
   PyTorch CUDA backend (TensorRT cannot execute on the machines this project was measured on;
   the GPU path treats both backends alike through ``infer_device`` and ``capture_graph``).
   First, and the author's way in a process of its own: 100 MB of maps copied to the host per
-  frame leave the host side of later frames slower (``_authors_way_in_a_child``).
+  frame leave the host side of later frames slower (``authors_way_in_a_child``).
 - ``benchmark_gpu_vs_cpu``: the pre- and post-processing steps alone, on output maps already
   on the GPU (as TensorRT leaves them).
 - the compile time of a restart, from the cache the first compile filled.
@@ -19,32 +19,31 @@ detectors, and the gpu layer imports only core (``.importlinter``).
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
-import pathlib
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import numpy as np
 
-from sgdn_ros.core.decoding import DecodeConfig, decode_grasps, decode_grasps_full
-from sgdn_ros.core.frames import bgr_as_raw_image, raw_image_to_bgr
+from sgdn_ros.core.decoding import DecodeConfig, decode_grasps
+from sgdn_ros.core.frames import bgr_as_raw_image
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
-from sgdn_ros.core.reference_stages import reference_planes
 from sgdn_ros.gpu.cuda_context import CudaContext, import_pycuda_driver
 from sgdn_ros.gpu.decode_kernels import GpuDecoder, decode_on_gpu
 from sgdn_ros.gpu.errors import GpuProcessingError
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
+from sgdn_ros.tools.authors_way import (
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    authors_way_in_a_child,
+    benchmark_scene,
+    median_ms,
+)
 
-FRAME_HEIGHT, FRAME_WIDTH = 480, 640
 DETECTOR_MODELS = (("resnet101", 120), ("light", 18))
-AUTHORS_WAY_FLAG = "--authors-way-child"
 
 
 def benchmark_gpu_vs_cpu(repeats: int = 50) -> list[str]:
@@ -97,11 +96,11 @@ def _benchmark(device_name: str, repeats: int, frame: np.ndarray) -> list[str]:
         agree = [(g.crop_row, g.crop_col, g.angle_class) for g in gpu_grasps] == [
             (g.crop_row, g.crop_col, g.angle_class) for g in cpu_grasps]
         timings = {
-            "gpu_pre": _median_ms(gpu_preprocess, repeats),
-            "cpu_pre": _median_ms(lambda: cpu_preprocessor(frame), repeats),
-            "gpu_dec": _median_ms(lambda: decoder.decode(*device_maps, config), repeats),
-            "cpu_dec": _median_ms(lambda: decode_grasps(*host_maps, geometry, config), repeats),
-            "copy": _median_ms(copy_maps, repeats),
+            "gpu_pre": median_ms(gpu_preprocess, repeats),
+            "cpu_pre": median_ms(lambda: cpu_preprocessor(frame), repeats),
+            "gpu_dec": median_ms(lambda: decoder.decode(*device_maps, config), repeats),
+            "cpu_dec": median_ms(lambda: decode_grasps(*host_maps, geometry, config), repeats),
+            "copy": median_ms(copy_maps, repeats),
         }
         gpu_bytes = decoder.bytes_copied_device_to_host()
         map_bytes = sum(maps.nbytes for maps in host_maps)
@@ -127,16 +126,6 @@ def _benchmark(device_name: str, repeats: int, frame: np.ndarray) -> list[str]:
     ]
 
 
-def _median_ms(work, repeats: int) -> float:
-    work()  # warm-up: first-call allocations and lazy loading stay out of the timing
-    durations = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        durations.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(durations)
-
-
 def benchmark_detectors(repeats: int = 50,
                         models: tuple[tuple[str, int], ...] = DETECTOR_MODELS,
                         author_repeats: int = 5) -> list[str]:
@@ -156,14 +145,13 @@ def benchmark_detectors(repeats: int = 50,
 
     from sgdn_ros.network.network import build_sgdn
     from sgdn_ros.tools.torch_benchmark import calibrate_batch_norm, spread_able_logits
-    from sgdn_ros.training.scenes import render_tabletop_scene
     from sgdn_ros.training.train import preset_config
 
     _check_repeats(repeats)
     _check_repeats(author_repeats)
     if not torch.cuda.is_available():
         raise GpuProcessingError("benchmark_detectors needs PyTorch with a CUDA GPU")
-    bgr, _objects = render_tabletop_scene(0, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
+    bgr = benchmark_scene()
     frame = bgr_as_raw_image(bgr)
     planes, _geometry = Preprocessor(PreprocessConfig())(bgr)
     lines = [
@@ -209,7 +197,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         step.decode_config = graph.decode_config = DecodeConfig(confidence_threshold=threshold)
         timings = _alternate({"step": step.detect, "graph": graph.detect}, frame, repeats)
         for path, detect in (("step", step.detect), ("graph", graph.detect)):
-            timings[path]["alone"] = _median_ms(lambda detect=detect: detect(frame), repeats)
+            timings[path]["alone"] = median_ms(lambda detect=detect: detect(frame), repeats)
         grasps = {"step": step.detect(frame).grasps, "graph": graph.detect(frame).grasps}
         bytes_back = {"graph": graph.path.bytes_copied_device_to_host()}
         step.detect(frame)
@@ -220,7 +208,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         graph.close()
         step.close()
         torch.cuda.empty_cache()
-    author_ms, grasps["author"], bytes_back["author"] = _authors_way_in_a_child(
+    author_ms, grasps["author"], bytes_back["author"] = authors_way_in_a_child(
         model, config, threshold, author_repeats)
     timings["author"] = {"frame": author_ms, "alone": author_ms}
     rows = []
@@ -239,81 +227,6 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
             f"{timings['step']['frame'] / frame_ms:.2f}x | {bytes_back[path]:,} | {same} |")
     return rows, (f"{compiled.name}: {compiled.load_note.lstrip('; ')}; the new path: {graph_note}"
                   + (f"; DISABLED at run time: {disabled}" if disabled else ""))
-
-
-class AuthorsWay:
-    """The published way of running SGDN: eager FP32, every map copied to the host, the
-    preprocessing and the whole-map decoding on the CPU (the stages kept as the reference)."""
-
-    def __init__(self, backend) -> None:
-        info = backend.info
-        self.backend = backend
-        self.decode_config = DecodeConfig()
-        self.map_bytes = 4 * info.output_height * info.output_width * (
-            1 + info.num_angle_classes + info.width_channels)
-
-    def detect(self, frame) -> list:
-        planes, geometry = reference_planes(raw_image_to_bgr(frame), PreprocessConfig())
-        outputs = self.backend.infer(planes)
-        return decode_grasps_full(outputs.able, outputs.angle, outputs.width, geometry,
-                                  self.decode_config)
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-def _authors_way_in_a_child(model, config, threshold: float, repeats: int
-                            ) -> tuple[float, list[SimpleNamespace], int]:
-    """The author's way on the same weights and frame, in a process of its own: its FP32 maps
-    copied to pageable memory and whole-map decoding left the host side of later frames in
-    the same process slower (the compiled path's ResNet-101 frame 1.62 -> 1.76 ms, probed on
-    the H200), which a node, running one detector, never pays. Median milliseconds, the
-    grasps, bytes copied back per frame."""
-    import torch
-
-    with tempfile.TemporaryDirectory() as folder:
-        weights = pathlib.Path(folder) / "weights.pt"
-        torch.save({"config": dataclasses.asdict(config), "state": model.state_dict()}, weights)
-        finished = subprocess.run(
-            [sys.executable, "-m", "sgdn_ros.tools.gpu_benchmark", AUTHORS_WAY_FLAG,
-             str(weights), repr(threshold), str(repeats)],
-            capture_output=True, text=True, check=False, timeout=1200)
-    lines = finished.stdout.strip().splitlines()
-    if finished.returncode != 0 or not lines:
-        raise GpuProcessingError(f"the author's way failed in its process: "
-                                 f"{finished.stderr.strip()[-500:]}")
-    result = json.loads(lines[-1])
-    grasps = [SimpleNamespace(crop_row=row, crop_col=col, angle_class=angle_class,
-                              confidence=confidence)
-              for row, col, angle_class, confidence in result["grasps"]]
-    return result["ms"], grasps, result["map_bytes"]
-
-
-def _authors_way_main(weights: str, threshold: str, repeats: str) -> int:
-    """The child's side of ``_authors_way_in_a_child``: one JSON line."""
-    import torch
-
-    from sgdn_ros.backends.torch_backend import TorchBackend
-    from sgdn_ros.network.network import SGDNConfig, build_sgdn
-    from sgdn_ros.training.scenes import render_tabletop_scene
-
-    saved = torch.load(weights, map_location="cpu", weights_only=True)
-    config = SGDNConfig(**saved["config"])
-    model = build_sgdn(config)
-    model.load_state_dict(saved["state"])
-    author = AuthorsWay(TorchBackend.from_module(model, config, device="cuda",
-                                                 precision="fp32"))
-    author.decode_config = DecodeConfig(confidence_threshold=float(threshold))
-    bgr, _objects = render_tabletop_scene(0, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)
-    frame = bgr_as_raw_image(bgr)
-    try:
-        milliseconds = _median_ms(lambda: author.detect(frame), int(repeats))
-        grasps = [(g.crop_row, g.crop_col, g.angle_class, g.confidence)
-                  for g in author.detect(frame)]
-    finally:
-        author.close()
-    print(json.dumps({"ms": milliseconds, "grasps": grasps, "map_bytes": author.map_bytes}))
-    return 0
 
 
 def _alternate(paths: dict[str, Callable], frame: object, repeats: int
@@ -384,8 +297,6 @@ def _driver_version() -> str:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == AUTHORS_WAY_FLAG:
-        return _authors_way_main(*sys.argv[2:])
     print(f"Python {platform.python_version()}")
     print("\n## Whole frames: raw bytes to grasps, three ways\n", flush=True)
     print("\n".join(benchmark_detectors()), flush=True)
