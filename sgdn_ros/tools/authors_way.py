@@ -7,11 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +19,7 @@ from sgdn_ros.core.frames import bgr_as_raw_image, raw_image_to_bgr
 from sgdn_ros.core.preprocessing import PreprocessConfig
 from sgdn_ros.core.reference_stages import reference_planes
 from sgdn_ros.gpu.errors import GpuProcessingError
+from sgdn_ros.tools.timing import median_wall_ms
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640
 
@@ -30,18 +29,6 @@ def benchmark_scene() -> np.ndarray:
     from sgdn_ros.training.scenes import render_tabletop_scene
 
     return render_tabletop_scene(0, FRAME_HEIGHT, FRAME_WIDTH, num_objects=3)[0]
-
-
-def median_ms(work, repeats: int) -> float:
-    """Median milliseconds of ``repeats`` calls, after one warm-up call (first-call
-    allocations and lazy loading stay out of the timing)."""
-    work()
-    durations = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        durations.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(durations)
 
 
 class AuthorsWay:
@@ -108,7 +95,7 @@ def _authors_way_main(weights: str, threshold: str, repeats: str) -> int:
     author.decode_config = DecodeConfig(confidence_threshold=float(threshold))
     frame = bgr_as_raw_image(benchmark_scene())
     try:
-        milliseconds = median_ms(lambda: author.detect(frame), int(repeats))
+        milliseconds = median_wall_ms(lambda: author.detect(frame), int(repeats))
         grasps = [(g.crop_row, g.crop_col, g.angle_class, g.confidence)
                   for g in author.detect(frame)]
     finally:

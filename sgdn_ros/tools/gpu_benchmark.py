@@ -40,8 +40,8 @@ from sgdn_ros.tools.authors_way import (
     FRAME_WIDTH,
     authors_way_in_a_child,
     benchmark_scene,
-    median_ms,
 )
+from sgdn_ros.tools.timing import median_wall_ms
 
 DETECTOR_MODELS = (("resnet101", 120), ("light", 18))
 
@@ -96,11 +96,11 @@ def _benchmark(device_name: str, repeats: int, frame: np.ndarray) -> list[str]:
         agree = [(g.crop_row, g.crop_col, g.angle_class) for g in gpu_grasps] == [
             (g.crop_row, g.crop_col, g.angle_class) for g in cpu_grasps]
         timings = {
-            "gpu_pre": median_ms(gpu_preprocess, repeats),
-            "cpu_pre": median_ms(lambda: cpu_preprocessor(frame), repeats),
-            "gpu_dec": median_ms(lambda: decoder.decode(*device_maps, config), repeats),
-            "cpu_dec": median_ms(lambda: decode_grasps(*host_maps, geometry, config), repeats),
-            "copy": median_ms(copy_maps, repeats),
+            "gpu_pre": median_wall_ms(gpu_preprocess, repeats),
+            "cpu_pre": median_wall_ms(lambda: cpu_preprocessor(frame), repeats),
+            "gpu_dec": median_wall_ms(lambda: decoder.decode(*device_maps, config), repeats),
+            "cpu_dec": median_wall_ms(lambda: decode_grasps(*host_maps, geometry, config), repeats),
+            "copy": median_wall_ms(copy_maps, repeats),
         }
         gpu_bytes = decoder.bytes_copied_device_to_host()
         map_bytes = sum(maps.nbytes for maps in host_maps)
@@ -197,7 +197,7 @@ def _three_ways(model, config, frame, repeats: int, author_repeats: int
         step.decode_config = graph.decode_config = DecodeConfig(confidence_threshold=threshold)
         timings = _alternate({"step": step.detect, "graph": graph.detect}, frame, repeats)
         for path, detect in (("step", step.detect), ("graph", graph.detect)):
-            timings[path]["alone"] = median_ms(lambda detect=detect: detect(frame), repeats)
+            timings[path]["alone"] = median_wall_ms(lambda detect=detect: detect(frame), repeats)
         grasps = {"step": step.detect(frame).grasps, "graph": graph.detect(frame).grasps}
         bytes_back = {"graph": graph.path.bytes_copied_device_to_host()}
         step.detect(frame)

@@ -12,7 +12,6 @@ import argparse
 import copy
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 from sgdn_ros.backends.base import ModelOutputs
 from sgdn_ros.backends.torch_backend import TorchBackend
 from sgdn_ros.network.network import build_sgdn
+from sgdn_ros.tools.timing import median_wall_ms
 from sgdn_ros.training.train import preset_config
 
 VARIANTS: tuple[tuple[str, str, bool], ...] = (
@@ -119,7 +119,7 @@ def _measure(backend: TorchBackend, planes: np.ndarray,
     """(forward ms, infer ms, the outputs for ``planes``)."""
     inputs = torch.from_numpy(planes).to(backend.device)
     forward_ms = _median_gpu_ms(lambda: backend.forward_on_device(inputs), repeats)
-    infer_ms = _median_wall_ms(lambda: backend.infer(planes), repeats)
+    infer_ms = median_wall_ms(lambda: backend.infer(planes), repeats, WARMUP_RUNS)
     return forward_ms, infer_ms, backend.infer(planes)
 
 
@@ -136,18 +136,6 @@ def _median_gpu_ms(run: Callable[[], object], repeats: int) -> float:
         events.append((start, end))
     torch.cuda.synchronize()
     return statistics.median(start.elapsed_time(end) for start, end in events)
-
-
-def _median_wall_ms(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of a call that returns only when its results are on the host."""
-    for _ in range(WARMUP_RUNS):
-        run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
