@@ -6,8 +6,9 @@
   today's GPU path step by step, and the compiled network in one CUDA graph per frame, on the
   PyTorch CUDA backend (TensorRT cannot execute on the machines this project was measured on;
   the GPU path treats both backends alike through ``infer_device`` and ``capture_graph``).
-  First, and the author's way in a process of its own: 100 MB of maps copied to the host per
-  frame leave the host side of later frames slower (``authors_way_in_a_child``).
+  It runs first, and the author's way runs in a process of its own: that way's 100 MB of maps
+  copied to the host per frame left the host side of later frames slower
+  (``authors_way_in_a_child``).
 - ``benchmark_gpu_vs_cpu``: the pre- and post-processing steps alone, on output maps already
   on the GPU (as TensorRT leaves them).
 - the compile time of a restart, from the cache the first compile filled.
