@@ -269,7 +269,7 @@ def keep_apart(rows: np.ndarray, cols: np.ndarray, ordered_scores: np.ndarray,
     ``min_distance`` share a score, so without equal neighbours in ``ordered_scores`` none is
     suppressed and the first ``max_peaks`` are kept without the greedy pass (its numpy calls
     per kept peak were the largest host cost of a GPU frame after the replay, profiled)."""
-    if np.any(ordered_scores[1:] == ordered_scores[:-1]):
+    if (ordered_scores[1:] == ordered_scores[:-1]).any():
         return np.asarray(suppress_close_peaks(rows, cols, min_distance, max_peaks), np.intp)
     return np.arange(min(rows.size, max_peaks))
 

@@ -49,20 +49,20 @@ def decoded_candidates(record: np.ndarray, width: int, capacity: int, config: De
 
     ``record`` is one frame's int32 record, ``width`` the map's width, ``capacity`` how many
     candidates the kernel could store."""
-    top_n = (record.size - 1) // CANDIDATE_INTS
     count = int(record[0])
     if count > capacity:
         return None
+    top_n = (record.size - 1) // CANDIDATE_INTS
     stored = min(count, top_n)
     entries = record[1:1 + CANDIDATE_INTS * stored].reshape(stored, CANDIDATE_INTS)
-    rows, cols = np.divmod(entries[:, 0].astype(np.intp), width)
+    rows, cols = np.divmod(entries[:, 0], width)
     kept = keep_apart(rows, cols, entries[:, 1].view(np.float32), config.min_distance,
                       config.max_grasps)
     if count > top_n and len(kept) < config.max_grasps:
         return None
     chosen = entries[kept]
-    return (rows[kept], cols[kept], chosen[:, 2].astype(np.intp),
-            chosen[:, 1].view(np.float32), chosen[:, 3].view(np.float32))
+    return (rows[kept], cols[kept], chosen[:, 2], chosen[:, 1].view(np.float32),
+            chosen[:, 3].view(np.float32))
 
 
 def grasps_from_decoded(decoded: Decoded, num_angle_classes: int, geometry: CropGeometry,

@@ -28,6 +28,7 @@ from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
 from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
+from sgdn_ros.gpu.decode_source import DECODE_SOURCE
 from sgdn_ros.gpu.errors import GpuProcessingError, check_positive_ints
 from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
 
@@ -35,137 +36,9 @@ if TYPE_CHECKING:
     from pycuda.driver import Stream
 
 _REDUCTION_THREADS = 1024
+WARP = 32
 _GATHER_THREADS = 128
 _SIGMOID_THREADS = 256
-
-DECODE_SOURCE = r"""
-/* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */
-__device__ void store_candidate(int* count, int* candidates, int capacity, int index,
-                                float logit)
-{
-    int slot = atomicAdd(count, 1);
-    if (slot < capacity) {
-        candidates[2 * slot] = index;
-        candidates[2 * slot + 1] = __float_as_int(logit);
-    }
-}
-
-/* The candidate test of one pixel (this thread's), shared with the frame graph's kernels. */
-__device__ void local_maximum_at(
-    const float* able, int height, int width, int radius, float threshold, int capacity,
-    int* count, int* candidates)
-{
-    int col = blockIdx.x * blockDim.x + threadIdx.x;
-    int row = blockIdx.y * blockDim.y + threadIdx.y;
-    if (row >= height || col >= width) return;
-    float value = able[row * width + col];
-    if (!(value >= threshold)) return;
-    int row_end = min(row + radius, height - 1);
-    int col_begin = max(col - radius, 0), col_end = min(col + radius, width - 1);
-    /* A row's loads carry no branch between them, so they are all in flight at once (with a
-       test per pixel, one thread walked its window one load at a time: 30 us a frame on the
-       H200 for radius 10). fmaxf ignores NaN, as the CPU's comparison does. */
-    for (int r = max(row - radius, 0); r <= row_end; ++r) {
-        const float* line = able + r * width;
-        float highest = value;
-        #pragma unroll 8
-        for (int c = col_begin; c <= col_end; ++c) highest = fmaxf(highest, line[c]);
-        if (highest > value) return;
-    }
-    store_candidate(count, candidates, capacity, row * width + col, value);
-}
-
-__global__ void find_local_maxima(
-    const float* able, int height, int width, int radius, float threshold, int capacity,
-    int* count, int* candidates)
-{
-    local_maximum_at(able, height, width, radius, threshold, capacity, count, candidates);
-}
-
-/* numpy.argmax order: NaN beats everything, then the larger value, then the lower index. */
-__device__ bool comes_first(float value, int index, float best, int best_index)
-{
-    bool value_nan = isnan(value), best_nan = isnan(best);
-    if (value_nan != best_nan) return value_nan;
-    if (!value_nan && value != best) return value > best;
-    return index < best_index;
-}
-
-/* One block of 1024 threads finds the map's argmax; shared with the frame graph. */
-__device__ void block_global_max(
-    const float* able, int size, float threshold, int* count, int* candidates)
-{
-    __shared__ float values[1024];
-    __shared__ int indices[1024];
-    float best = __int_as_float(0xff800000);
-    int best_index = 0x7fffffff;
-    for (int i = threadIdx.x; i < size; i += blockDim.x) {
-        if (comes_first(able[i], i, best, best_index)) {
-            best = able[i];
-            best_index = i;
-        }
-    }
-    values[threadIdx.x] = best;
-    indices[threadIdx.x] = best_index;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        int other = threadIdx.x + stride;
-        if (threadIdx.x < stride
-                && comes_first(values[other], indices[other], values[threadIdx.x],
-                               indices[threadIdx.x])) {
-            values[threadIdx.x] = values[other];
-            indices[threadIdx.x] = indices[other];
-        }
-        __syncthreads();
-    }
-    if (threadIdx.x == 0 && values[0] >= threshold) {
-        store_candidate(count, candidates, 1, indices[0], values[0]);
-    }
-}
-
-__global__ void find_global_max(
-    const float* able, int size, float threshold, int* count, int* candidates)
-{
-    block_global_max(able, size, threshold, count, candidates);
-}
-
-/* The first argmax over the K angle logits of one pixel (numpy order), and the width logit of
-   that class (or of the single width channel), as bits. */
-__device__ void grasp_channels(
-    const float* angle, const float* width_maps, int pixel, int plane, int num_classes,
-    int width_per_class, int* angle_class, int* width_bits)
-{
-    int best_class = 0;
-    float best = angle[pixel];
-    for (int k = 1; k < num_classes && !isnan(best); ++k) {
-        float value = angle[(size_t)k * plane + pixel];
-        if (value > best || isnan(value)) {
-            best = value;
-            best_class = k;
-        }
-    }
-    int channel = width_per_class ? best_class : 0;
-    *angle_class = best_class;
-    *width_bits = __float_as_int(width_maps[(size_t)channel * plane + pixel]);
-}
-
-/* For each chosen pixel its angle class and width logit: results = classes, then width bits. */
-__global__ void read_grasp_channels(
-    const float* angle, const float* width_maps, const int* pixels, int count, int plane,
-    int num_classes, int width_per_class, int* results)
-{
-    int grasp = blockIdx.x * blockDim.x + threadIdx.x;
-    if (grasp >= count) return;
-    grasp_channels(angle, width_maps, pixels[grasp], plane, num_classes, width_per_class,
-                   &results[grasp], &results[count + grasp]);
-}
-
-__global__ void sigmoid_map(const float* logits, float* confidences, int size)
-{
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < size) confidences[i] = 1.0f / (1.0f + expf(-logits[i]));
-}
-"""
 
 
 class GpuDecoder:
@@ -310,7 +183,7 @@ class GpuDecoder:
                                        self._stream)
         results = self._host_results.at_least(2 * count)
         self._read_channels.prepared_async_call(
-            (blocks(count, _GATHER_THREADS), 1), (_GATHER_THREADS, 1, 1), self._stream,
+            (blocks(count * WARP, _GATHER_THREADS), 1), (_GATHER_THREADS, 1, 1), self._stream,
             angle, width, device_pointer(self._pixels.allocation), np.int32(count),
             np.int32(self.height * self.width), np.int32(self.num_angle_classes),
             np.int32(self.width_channels > 1),

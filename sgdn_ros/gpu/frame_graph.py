@@ -34,8 +34,8 @@ from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.gpu.buffers import device_pointer
 from sgdn_ros.gpu.candidates import TOP_CANDIDATES, record_ints
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.gpu.decode_kernels import DECODE_SOURCE
-from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
+from sgdn_ros.gpu.decode_source import DECODE_SOURCE
+from sgdn_ros.gpu.launch import BLOCK_2D, compile_kernels, grid_2d
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 from sgdn_ros.gpu.stream_capture import CapturedGraph
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 _MODES = {"peaks": 0, "max": 1}
 _SELECT_THREADS = 128
+_SELECT_BLOCKS = 64  # 256 warps: more than the candidates a frame usually has
 _REDUCTION_THREADS = 1024
 
 _GRAPH_SOURCE = r"""
@@ -67,30 +68,39 @@ __global__ void graph_global_max(const float* able, int size, const int* params,
 /* Each stored candidate counts the candidates ranked before it (logit descending, ties by
    pixel index); the best top_n write (index, logit bits, angle class, width bits) at their
    rank. record[0] is the number found, which may exceed capacity (then only capacity were
-   stored, and the host decodes the frame step by step). */
+   stored, and the host decodes the frame step by step). One warp per candidate, the warps
+   striding over them (the count is known only on the GPU): its lanes count and read the
+   angle logits together, so the loads are in flight at once. */
 __global__ void select_top(
     const float* angle, const float* width_maps, int plane, int num_classes,
     int width_per_class, const int* count, const int* candidates, int capacity, int top_n,
     int* record)
 {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int lane = threadIdx.x % 32;
+    int warps = gridDim.x * blockDim.x / 32;
     int found = *count;
-    if (i == 0) record[0] = found;
     int stored = min(found, capacity);
-    if (i >= stored) return;
-    int index = candidates[2 * i];
-    float value = __int_as_float(candidates[2 * i + 1]);
-    int rank = 0;
-    for (int j = 0; j < stored && rank < top_n; ++j) {
-        float other = __int_as_float(candidates[2 * j + 1]);
-        if (other > value || (other == value && candidates[2 * j] < index)) ++rank;
+    if (blockIdx.x == 0 && threadIdx.x == 0) record[0] = found;
+    for (int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32; i < stored; i += warps) {
+        int index = candidates[2 * i];
+        float value = __int_as_float(candidates[2 * i + 1]);
+        int rank = 0;
+        for (int j = lane; j < stored; j += 32) {
+            float other = __int_as_float(candidates[2 * j + 1]);
+            if (other > value || (other == value && candidates[2 * j] < index)) ++rank;
+        }
+        for (int offset = 16; offset > 0; offset /= 2) {
+            rank += __shfl_xor_sync(0xffffffff, rank, offset);
+        }
+        if (rank >= top_n) continue;
+        int* entry = record + 1 + 4 * rank;
+        if (lane == 0) {
+            entry[0] = index;
+            entry[1] = candidates[2 * i + 1];
+        }
+        warp_grasp_channels(angle, width_maps, index, plane, num_classes, width_per_class,
+                            &entry[2], &entry[3]);
     }
-    if (rank >= top_n) return;
-    int* entry = record + 1 + 4 * rank;
-    entry[0] = index;
-    entry[1] = candidates[2 * i + 1];
-    grasp_channels(angle, width_maps, index, plane, num_classes, width_per_class, &entry[2],
-                   &entry[3]);
 }
 """
 
@@ -115,9 +125,14 @@ class GraphKernels:
         self._select.prepare("PPiiiPPiiP")
         self._host_params = driver.pagelocked_empty(3, np.int32)
         self._params = driver.mem_alloc(self._host_params.nbytes)
+        self._decode: DecodeConfig | None = None
 
     def set_decode(self, config: DecodeConfig) -> None:
-        """The settings the next replay reads (the previous replay has finished)."""
+        """The settings the next replay reads (the previous replay has finished); unchanged
+        settings are not converted again."""
+        if config == self._decode:
+            return
+        self._decode = config
         threshold = threshold_in(np.dtype(np.float32), logit(config.confidence_threshold))
         self._host_params[0] = _MODES[config.mode]
         self._host_params[1] = min(config.min_distance, max(self.height, self.width))
@@ -141,7 +156,7 @@ class GraphKernels:
             (1, 1), (_REDUCTION_THREADS, 1, 1), self.stream, able, np.int32(plane), params,
             count, candidates)
         self._select.prepared_async_call(
-            (blocks(self.capacity, _SELECT_THREADS), 1), (_SELECT_THREADS, 1, 1), self.stream,
+            (_SELECT_BLOCKS, 1), (_SELECT_THREADS, 1, 1), self.stream,
             angle, width, np.int32(plane), np.int32(self.num_angle_classes),
             np.int32(self.width_channels > 1), count, candidates, np.int32(self.capacity),
             np.int32(TOP_CANDIDATES), record)

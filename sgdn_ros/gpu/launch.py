@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pycuda.compiler import SourceModule
 
-BLOCK_2D = (16, 16, 1)
+BLOCK_2D = (16, 16, 1)  # the local-maxima kernel (decode_kernels) takes its side as its TILE
 
 
 def compile_kernels(source: str) -> SourceModule:

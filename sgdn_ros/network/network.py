@@ -369,9 +369,12 @@ class SGDN(nn.Module):
         """(N, C, H, W) -> able (N, 1, H, W), angle (N, K, H, W), width (N, 1 or K, H, W)."""
         size = x.shape[-2:]
         features, low_level = self.backbone(x)
-        able, angle, width = self.decoder(low_level, *self.hasp(features))
-        mode = self.config.upsample
-        return resize(able, size, mode), resize(angle, size, mode), resize(width, size, mode)
+        heads = self.decoder(low_level, *self.hasp(features))
+        # Contiguous heads: compiled, the network runs channels-last, and the last upsampling
+        # then read K-channel pixels to write K full-size planes: 78 us per K = 120 map on the
+        # H200; from planes it writes them in order (the frame's GPU time 1.39 -> 1.33 ms,
+        # profiled). A no-op for the eager network and in ONNX.
+        return tuple(resize(head.contiguous(), size, self.config.upsample) for head in heads)
 
 
 def _initialise(model: nn.Module) -> None:

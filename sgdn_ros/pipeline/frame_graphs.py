@@ -63,14 +63,14 @@ class FrameGraphs:
             return None
         raws = [image if isinstance(image, RawImage) else bgr_as_raw_image(image)
                 for image in images]
-        geometries = [crop_geometry(raw.height, raw.width, self._preprocess_config)
-                      for raw in raws]
-        if any(raw.layout.bytes_per_channel != 1 or geometry.scale != 1.0
-               for raw, geometry in zip(raws, geometries)):
-            return None
-        graph = self._graph_for(raws, geometries, config)
+        key = tuple((raw.encoding, raw.height, raw.width, raw.step) for raw in raws)
+        graph = self._graphs.get(key)
         if graph is None:
-            return None
+            graph = self._record(key, raws, config)
+            if graph is None:
+                return None
+        else:
+            self._graphs.move_to_end(key)
         started = time.perf_counter()
         graph.load(raws, config)
         loaded = time.perf_counter()
@@ -79,15 +79,19 @@ class FrameGraphs:
         capacity = self._kernels.capacity
         decoded = [decoded_candidates(record, self._kernels.width, capacity, config)
                    for record in records]
-        return GraphedGroup(graph.maps, geometries, decoded, graph.record_bytes,
+        return GraphedGroup(graph.maps, graph.geometries, decoded, graph.record_bytes,
                             loaded - started, replayed - loaded)
 
-    def _graph_for(self, raws: list[RawImage], geometries: list[CropGeometry],
-                   config: DecodeConfig) -> FrameGraph | None:
-        key = tuple((raw.encoding, raw.height, raw.width, raw.step) for raw in raws)
-        if key in self._graphs:
-            self._graphs.move_to_end(key)
-            return self._graphs[key]
+    def _record(self, key: LayoutKey, raws: list[RawImage], config: DecodeConfig
+                ) -> FrameGraph | None:
+        """A new layout's graph (a graph keeps its layout's crop geometries, so a replay
+        computes none), or None for frames the kernel does not convert or a failed
+        recording."""
+        geometries = [crop_geometry(raw.height, raw.width, self._preprocess_config)
+                      for raw in raws]
+        if any(raw.layout.bytes_per_channel != 1 or geometry.scale != 1.0
+               for raw, geometry in zip(raws, geometries)):
+            return None
         if len(self._graphs) >= MAX_GRAPHS:
             self._graphs.popitem(last=False)[1].close()
         handle = self._stream.handle
