@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import math
+import threading
 import time
 
 import cv2
@@ -148,6 +149,24 @@ def test_lifecycle_grasp_at_expected_pixel_and_heatmap(rig_factory):
     assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert rig.detector.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert rig.detector.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+
+
+def test_destroying_an_active_node_stops_its_inference_thread(ros_context, model_k120):
+    """A process that embeds the node may destroy it while it is active: its inference thread
+    ends with it, instead of waiting for frames until the process does."""
+    before = set(threading.enumerate())
+    rig = Rig(ros_context, {"model_path": str(model_k120), "stats_period_s": 0.0})
+    try:
+        configure_and_activate(rig)
+        message = rig.image_message(scene_image())
+        rig.image_publisher.publish(message)
+        assert rig.best.wait_for_stamp(stamp_key(message.header), ANSWER_TIMEOUT_S) is not None
+        workers = [thread for thread in set(threading.enumerate()) - before
+                   if thread.name == "sgdn-inference"]
+        assert len(workers) == 1 and workers[0].is_alive()
+    finally:
+        rig.close()
+    assert not workers[0].is_alive()
 
 
 def test_inactive_node_publishes_nothing(rig_factory):

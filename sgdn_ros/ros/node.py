@@ -184,6 +184,13 @@ class GraspDetectorNode(LifecycleNode):
             self.destroy_timer(self._stats_timer)
             self._stats_timer = None
 
+    def destroy_node(self) -> None:
+        """Release the inference thread, the model and the publishers first, in any state: a
+        node destroyed while active (by a process that embeds it, or a test) otherwise left its
+        inference thread waiting for frames, and the model loaded, until the process ended."""
+        self._release()
+        super().destroy_node()
+
     def finish(self, reason: str) -> None:
         """The last words of the process: the shutdown transition unless it has run, then the
         final counts (through the node's logger, while /rosout can still carry them)."""
