@@ -25,9 +25,14 @@ def test_the_detector_level_reports_every_camera(capsys, tmp_path, static):
     check = re.search(r" (\d+) grasps\): the same grasps: (\d+) of (\d+) at the same pixel and "
                       r"angle class, largest confidence difference 0 ", printed)
     assert check and int(check[1]) > 0 and check[1] == check[2] == check[3]
-    rows = [line for line in printed.splitlines() if line.startswith("| 2 | ")]
+    runs, costs = printed.split("One inference of N frames")
+    rows = [line for line in runs.splitlines() if line.startswith("| 2 | ")]
     # One summary row for two cameras, then a row for each of them.
     assert len(rows) == 3 and "| 2 | 1 | " in printed
+    # What a batch costs, for each batch size the model takes.
+    batch_rows = [line.split(" | ") for line in costs.splitlines() if line.startswith("| ")][1:]
+    assert [row[0] for row in batch_rows] == (["| 1"] if static else ["| 1", "| 2"])
+    assert all(float(row[1]) > 0 and float(row[3]) > 0 for row in batch_rows)
 
 
 def test_the_report_gives_shares_of_the_fair_share():

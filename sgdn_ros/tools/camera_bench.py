@@ -40,6 +40,7 @@ from sgdn_ros.pipeline.detector import GraspDetector
 from sgdn_ros.pipeline.factory import GPU_PROCESSING_CHOICES, create_detector
 from sgdn_ros.pipeline.worker import InferenceWorker
 from sgdn_ros.tools.report_file import processor_and_cores
+from sgdn_ros.tools.timing import median_wall_ms
 from sgdn_ros.training.scenes import render_tabletop_scene
 
 CAMERA_COUNTS = (1, 2, 4, 8)
@@ -48,6 +49,7 @@ BACKENDS = ("onnxruntime", "torch-cuda", "torch-cpu")
 TORCH_MODELS = {"light": 18, "resnet101": 120}  # preset -> K
 FLOOD_PERIOD_S = 0.001  # a flooding camera's newest frame is replaced this often
 CONFIDENCE_TOLERANCE = 1e-3
+BATCH_REPEATS = 20
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,40 @@ def batched_against_single(detector: GraspDetector, images: Sequence[np.ndarray]
             f"(tolerance {CONFIDENCE_TOLERANCE:g})")
 
 
+def batch_costs(detector: GraspDetector, images: Sequence[np.ndarray],
+                counts: Sequence[int]) -> list[str]:
+    """Markdown: what one inference of N frames costs, the network alone and whole frames
+    through the detector, each also per frame: the per-frame cost at N against one frame alone
+    is the most batching can give before any scheduling, and the two columns' difference is
+    the part of a batch that is not the network. The network alone is GPU time
+    between CUDA events on a GPU (the host only enqueues), wall time of ``infer`` elsewhere."""
+    backend = detector.backend
+    frames = [bgr_as_raw_image(images[index % len(images)]) for index in range(max(counts))]
+    lines = ["| frames per inference | network alone ms | per frame | whole batch through the "
+             "detector ms | per frame | frames/s at back-to-back batches |",
+             "|---|---|---|---|---|---|"]
+    for count in counts:
+        network_ms = _network_ms(backend, count)
+        batch_ms = median_wall_ms(lambda count=count: detector.detect_batch(frames[:count]),
+                                  BATCH_REPEATS)
+        lines.append(f"| {count} | {network_ms:.3f} | {network_ms / count:.3f} | "
+                     f"{batch_ms:.3f} | {batch_ms / count:.3f} | {1e3 * count / batch_ms:.0f} |")
+    return lines
+
+
+def _network_ms(backend: InferenceBackend, count: int) -> float:
+    planes = np.zeros((count, *backend.info.input_shape[1:]), np.float32)
+    device = getattr(backend, "device", None)
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        from sgdn_ros.tools.torch_benchmark import median_gpu_ms
+
+        inputs = torch.from_numpy(planes).to(device)
+        return median_gpu_ms(lambda: backend.forward_on_device(inputs), BATCH_REPEATS)
+    return median_wall_ms(lambda: backend.infer(planes), BATCH_REPEATS)
+
+
 def open_backend(backend: str, model: str, max_batch: int, static: bool,
                  workdir: pathlib.Path, torch_compile: bool = False) -> InferenceBackend:
     """The benchmark's backend: the shipped light model on ONNX Runtime (a dynamic-batch copy
@@ -234,6 +270,8 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
         detector = make_detector()
         try:
             same = batched_against_single(detector, images)
+            costs = batch_costs(detector, images, [
+                count for count in counts if count <= detector.backend.info.max_batch])
         finally:
             detector.close()
         backend = detector.backend
@@ -247,7 +285,8 @@ def run_detector_level(args: argparse.Namespace) -> list[str]:
             f"{detector.processing_reason}",
             f"cameras {'flooding' if args.rate == 0 else f'at {args.rate:g} Hz'}, 640x480 "
             f"frames, {args.warmup:g} s warm-up then {args.seconds:g} s measured per count", same,
-            "", *report(runs)]
+            "", *report(runs), "", "One inference of N frames, back to back (median of "
+            f"{BATCH_REPEATS}):", "", *costs]
 
 
 def run_node_level(args: argparse.Namespace) -> list[str]:

@@ -118,13 +118,14 @@ def _measure(backend: TorchBackend, planes: np.ndarray,
              repeats: int) -> tuple[float, float, ModelOutputs]:
     """(forward ms, infer ms, the outputs for ``planes``)."""
     inputs = torch.from_numpy(planes).to(backend.device)
-    forward_ms = _median_gpu_ms(lambda: backend.forward_on_device(inputs), repeats)
+    forward_ms = median_gpu_ms(lambda: backend.forward_on_device(inputs), repeats)
     infer_ms = median_wall_ms(lambda: backend.infer(planes), repeats, WARMUP_RUNS)
     return forward_ms, infer_ms, backend.infer(planes)
 
 
-def _median_gpu_ms(run: Callable[[], object], repeats: int) -> float:
-    """Median GPU time of ``run`` between CUDA events, after a warm-up."""
+def median_gpu_ms(run: Callable[[], object], repeats: int) -> float:
+    """Median GPU time of ``run`` between CUDA events, after a warm-up: the GPU timeline of
+    work the host only enqueues."""
     for _ in range(WARMUP_RUNS):
         run()
     events = []
