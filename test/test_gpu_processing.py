@@ -261,6 +261,48 @@ def test_each_frame_of_batched_maps_decodes_as_alone(frames, config):
         np.testing.assert_allclose(confidences, confidence_map(maps[0]), atol=1e-6)
 
 
+@pytest.mark.parametrize("channel_size", [(160, 160), (97, 131), (1, 1)])
+@pytest.mark.parametrize("frames", [1, 3])
+def test_angle_and_width_maps_before_the_last_upsampling_are_sampled_as_upsampled(
+        channel_size, frames):
+    """Angle and width maps smaller than the output (the torch backend hands them over at its
+    heads' size: ``device_channel_size``) give, for every frame of a batch, the grasps of the
+    same maps upsampled by PyTorch (bilinear, aligned corners) and decoded on the CPU."""
+    torch = pytest.importorskip("torch", reason="PyTorch's upsampling is the reference")
+    import pycuda.driver as driver
+
+    rng = np.random.default_rng(sum(channel_size) + frames)
+    able = rng.normal(0.0, 2.0, (frames, 1, 320, 320)).astype(np.float32)
+    channels = [rng.normal(0.0, 2.0, (frames, 120, *channel_size)).astype(np.float32)
+                for _ in ("angle", "width")]
+    upsampled = [torch.nn.functional.interpolate(
+        torch.from_numpy(maps), size=(320, 320), mode="bilinear", align_corners=True).numpy()
+        for maps in channels]
+    geometry = Preprocessor(PreprocessConfig())(np.zeros((480, 640, 3), np.uint8))[1]
+    config = DECODE_CASES[0]
+
+    def decode(stream):
+        device_maps = [driver.to_device(maps) for maps in (able, *channels)]
+        with closing(GpuDecoder(stream, 320, 320, 120, 120,
+                                channel_size=channel_size)) as decoder:
+            grasps = [decode_on_gpu(decoder, *device_maps, geometry, config, frame)
+                      for frame in range(frames)]
+        for allocation in device_maps:
+            allocation.free()
+        return grasps
+
+    for frame, got in enumerate(_with_context(decode)):
+        want = decode_grasps(able[frame:frame + 1], *(maps[frame:frame + 1] for maps in upsampled),
+                             geometry, config)
+        assert want, "the random maps must give grasps, or the comparison proves nothing"
+        assert_same_grasps(got, want)
+
+
+def test_channel_maps_larger_than_the_output_are_refused():
+    with pytest.raises(GpuProcessingError, match="cannot be sampled for 320x320"):
+        _with_context(lambda stream: GpuDecoder(stream, 320, 320, 18, 1, channel_size=(640, 320)))
+
+
 def test_small_candidate_buffer_falls_back_to_the_same_grasps():
     maps = _random_maps(5, 18, 1, quantised=False)
     config = DecodeConfig("peaks", 0.5, 2, 10)

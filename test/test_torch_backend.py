@@ -4,6 +4,7 @@ variants (fp16, CUDA graph) and the benchmark run only where PyTorch sees a GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -60,6 +61,25 @@ def test_cpu_fp32_gives_the_networks_own_outputs(light_checkpoint):
     for got, want in zip((outputs.able, outputs.angle, outputs.width), expected):
         assert got.dtype == np.float32 and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_angle_and_width_reach_the_gpu_at_their_heads_size(light_checkpoint):
+    """The GPU decoders get the angle and width maps before the last bilinear upsampling (and
+    sample them); ``infer`` still gives the network's full-size maps. Nearest-upsampling
+    networks hand over every map at full size."""
+    path, model, config = light_checkpoint
+    planes = torch.from_numpy(_planes(2))
+    with TorchBackend(path, device="cpu") as backend:
+        able, angle, width = backend.forward_on_device(planes)
+        assert backend.device_channel_size == (160, 160)
+        assert able.shape == (1, 1, 320, 320)
+        assert angle.shape == (1, config.num_angle_classes, 160, 160)
+        assert width.shape == (1, 1, 160, 160)
+    nearest = dataclasses.replace(config, upsample="nearest")
+    with TorchBackend.from_module(build_sgdn(nearest), device="cpu") as backend:
+        assert backend.device_channel_size is None
+        assert backend.forward_on_device(planes)[1].shape == (
+            1, config.num_angle_classes, 320, 320)
 
 
 def test_each_frame_gets_fresh_output_arrays(light_checkpoint):

@@ -108,13 +108,17 @@ class InferenceBackend(abc.ABC):
     ``last_inference_seconds`` is the wall time of the latest ``infer`` (None before the first).
     ``selection_reason`` is set by ``create_backend`` to say why this backend was chosen.
     ``cuda_device`` is the CUDA device whose memory ``infer_device`` works in, or None for a
-    backend that takes and returns host arrays only.
+    backend that takes and returns host arrays only. ``device_channel_size`` is the (height,
+    width) of the angle and width maps ``infer_device`` returns when they come before the
+    network's last upsampling (bilinear, aligned corners), which the GPU decoders then
+    evaluate at the chosen pixels only; None: the output size.
     """
 
     name: str = "abstract"
     selection_reason: str = ""
     last_inference_seconds: float | None = None
     cuda_device: int | None = None
+    device_channel_size: tuple[int, int] | None = None
     load_note: str = ""  # what loading did beyond opening the model, for the log line
 
     @property

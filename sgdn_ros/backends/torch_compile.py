@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from sgdn_ros.backends.tensorrt.engine_cache import default_cache_dir
+from sgdn_ros.network.network import SGDN
 
 INDUCTOR_FOLDER = "torch_inductor"
 
@@ -46,23 +47,32 @@ def compile_refusal(device: torch.device) -> str | None:
     return None
 
 
-class Float32Logits(nn.Module):
-    """The network with its logits cast to contiguous float32 inside the compiled region, where
-    inductor fuses the cast into the last upsampling: cast after it, every map took one more
-    transposing copy out of channels-last (0.17 ms a frame at K = 120 on the H200, profiled)."""
+class HeadLogits(nn.Module):
+    """What the torch backend runs, eager or compiled: the network's logits as contiguous
+    float32, the able map at the input's size and, for a bilinear network, the angle and width
+    maps at their heads' size (``SGDN.forward_heads``: the GPU decoders sample them at the
+    chosen pixels; ``infer`` upsamples them). Nearest-upsampling networks give every map at
+    full size (the decoders sample bilinearly only).
 
-    def __init__(self, network: nn.Module) -> None:
+    The cast happens inside the compiled region, where inductor fuses it into the map's last
+    kernel: cast after it, every map took one more transposing copy out of channels-last (0.17
+    ms a frame at K = 120 on the H200, profiled).
+    """
+
+    def __init__(self, network: SGDN) -> None:
         super().__init__()
         self.network = network
+        self.heads_only = network.config.upsample == "bilinear"
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(output.to(torch.float32, memory_format=torch.contiguous_format)
-                     for output in self.network(inputs))
+        maps = self.network.forward_heads(inputs) if self.heads_only else self.network(inputs)
+        return tuple(logits.to(torch.float32, memory_format=torch.contiguous_format)
+                     for logits in maps)
 
 
-def compile_network(model: nn.Module, examples: Sequence[torch.Tensor],
+def compile_network(model: HeadLogits, examples: Sequence[torch.Tensor],
                     cache_dir: pathlib.Path) -> tuple[Callable[[torch.Tensor], tuple], str]:
-    """The network compiled for each example input's shape (one per batch size, so no frame
+    """``model`` compiled for each example input's shape (one per batch size, so no frame
     waits for a compile), and a note for the log: the time it took, or why the eager network
     runs instead."""
     refusal = compile_refusal(examples[0].device)
@@ -74,7 +84,7 @@ def compile_network(model: nn.Module, examples: Sequence[torch.Tensor],
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, len(examples))
     started = time.perf_counter()
     try:
-        compiled = torch.compile(Float32Logits(model), mode="default", dynamic=False)
+        compiled = torch.compile(model, mode="default", dynamic=False)
         with torch.no_grad():
             for example in examples:
                 compiled(example)

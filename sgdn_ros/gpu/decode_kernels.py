@@ -28,7 +28,7 @@ from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
 from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.gpu.decode_source import DECODE_SOURCE
+from sgdn_ros.gpu.decode_source import DECODE_SOURCE, channel_planes_size
 from sgdn_ros.gpu.errors import GpuProcessingError, check_positive_ints
 from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
 
@@ -45,13 +45,15 @@ class GpuDecoder:
     """The three output maps on the GPU -> at most N grasps per frame, copying back a few KB.
 
     Pointers are device addresses of contiguous float32 maps of one frame or of a batch:
-    able (N, 1, H, W), angle (N, K, H, W), width (N, K or 1, H, W); ``frame`` picks the frame.
+    able (N, 1, H, W), angle (N, K, h, w), width (N, K or 1, h, w); ``frame`` picks the frame.
+    (h, w) is ``channel_size`` (the backend's ``device_channel_size``), (H, W) when None.
     NaN logits in the able map are not supported in "peaks" mode (the CPU's dilation does not
     define them either).
     """
 
     def __init__(self, stream: Stream, height: int, width: int, num_angle_classes: int,
-                 width_channels: int, max_candidates: int = 4096) -> None:
+                 width_channels: int, max_candidates: int = 4096,
+                 channel_size: tuple[int, int] | None = None) -> None:
         check_positive_ints(height=height, width=width, num_angle_classes=num_angle_classes,
                             max_candidates=max_candidates)
         if width_channels not in (1, num_angle_classes):
@@ -63,6 +65,7 @@ class GpuDecoder:
         self._stream = stream
         self.height, self.width = height, width
         self.num_angle_classes, self.width_channels = num_angle_classes, width_channels
+        self.channel_size = channel_planes_size(channel_size, height, width)
         self.max_candidates = max_candidates
         self._module = compile_kernels(DECODE_SOURCE)
         self._local_maxima = self._module.get_function("find_local_maxima")
@@ -70,7 +73,7 @@ class GpuDecoder:
         self._global_max = self._module.get_function("find_global_max")
         self._global_max.prepare("PifPP")
         self._read_channels = self._module.get_function("read_grasp_channels")
-        self._read_channels.prepare("PPPiiiiP")
+        self._read_channels.prepare("PPPiiiiiiiP")
         self._sigmoid = self._module.get_function("sigmoid_map")
         self._sigmoid.prepare("PPi")
         self._count = driver.mem_alloc(4)
@@ -88,10 +91,11 @@ class GpuDecoder:
     def frame_maps(self, able_ptr: object, angle_ptr: object, width_ptr: object,
                    frame: int) -> tuple[int, int, int]:
         """Device addresses of frame ``frame``'s able, angle and width maps in a batch."""
-        frame_bytes = self._channel_offset(frame)
-        return (device_pointer(able_ptr) + frame_bytes,
-                device_pointer(angle_ptr) + frame_bytes * self.num_angle_classes,
-                device_pointer(width_ptr) + frame_bytes * self.width_channels)
+        plane_bytes = self._channel_offset(frame, (self.height, self.width))
+        channel_bytes = self._channel_offset(frame, self.channel_size)
+        return (device_pointer(able_ptr) + plane_bytes,
+                device_pointer(angle_ptr) + channel_bytes * self.num_angle_classes,
+                device_pointer(width_ptr) + channel_bytes * self.width_channels)
 
     def decode(self, able_ptr: object, angle_ptr: object, width_ptr: object,
                config: DecodeConfig, frame: int = 0
@@ -119,7 +123,7 @@ class GpuDecoder:
         """Grasp confidence (H, W) float32 of frame ``frame`` via a sigmoid on the GPU; only
         for heatmaps."""
         size = self.height * self.width
-        able = device_pointer(able_ptr) + self._channel_offset(frame)
+        able = device_pointer(able_ptr) + self._channel_offset(frame, (self.height, self.width))
         self._sigmoid.prepared_async_call(
             (blocks(size, _SIGMOID_THREADS), 1), (_SIGMOID_THREADS, 1, 1), self._stream, able,
             device_pointer(self._confidences), np.int32(size))
@@ -128,11 +132,13 @@ class GpuDecoder:
         self._stream.synchronize()
         return host.reshape(self.height, self.width).copy()
 
-    def _channel_offset(self, frame: int) -> int:
-        """Bytes from a batch's first map channel to frame ``frame``'s, per map channel."""
+    @staticmethod
+    def _channel_offset(frame: int, plane: tuple[int, int]) -> int:
+        """Bytes from a batch's first map channel to frame ``frame``'s, per map channel, for
+        planes of ``plane`` (height, width)."""
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise GpuProcessingError(f"frame must be an integer >= 0, got {frame!r}")
-        return frame * self.height * self.width * FLOAT32_BYTES
+        return frame * plane[0] * plane[1] * FLOAT32_BYTES
 
     def _find_candidates(self, able: int, threshold: float, config: DecodeConfig
                          ) -> tuple[np.ndarray, bool]:
@@ -185,7 +191,8 @@ class GpuDecoder:
         self._read_channels.prepared_async_call(
             (blocks(count * WARP, _GATHER_THREADS), 1), (_GATHER_THREADS, 1, 1), self._stream,
             angle, width, device_pointer(self._pixels.allocation), np.int32(count),
-            np.int32(self.height * self.width), np.int32(self.num_angle_classes),
+            np.int32(self.height), np.int32(self.width), *map(np.int32, self.channel_size),
+            np.int32(self.num_angle_classes),
             np.int32(self.width_channels > 1),
             device_pointer(self._results.at_least(results.nbytes)))
         self._driver.memcpy_dtoh_async(results, self._results.allocation, self._stream)

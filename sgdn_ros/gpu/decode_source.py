@@ -1,10 +1,30 @@
 """The CUDA C of grasp decoding, shared by the step-by-step decoder (``decode_kernels``) and
 the frame graph's kernels (``frame_graph``): the candidate tests (local maxima, the global
-maximum) and the reading of a chosen pixel's angle class and width logit.
+maximum) and the reading of a chosen pixel's angle class and width logit (sampled from
+maps smaller than the output where the backend hands them over before their last upsampling).
 
 Candidates are (pixel index, logit bits) int pairs appended with an atomic counter, so their
 order is not the map's; the host (or ``select_top``) ranks them.
 """
+
+from __future__ import annotations
+
+from sgdn_ros.gpu.errors import GpuProcessingError
+
+
+def channel_planes_size(channel_size: tuple[int, int] | None, height: int, width: int
+                        ) -> tuple[int, int]:
+    """The angle and width planes' (height, width): ``channel_size`` (a backend's
+    ``device_channel_size``) or, for None, the output's ``height`` x ``width``."""
+    if channel_size is None:
+        return height, width
+    channel_height, channel_width = channel_size
+    if not (0 < channel_height <= height and 0 < channel_width <= width):
+        raise GpuProcessingError(
+            f"angle and width maps of {channel_height}x{channel_width} cannot be sampled for "
+            f"{height}x{width} output maps: the decoders upsample, so they take sizes from 1 "
+            "to the output's")
+    return channel_height, channel_width
 
 DECODE_SOURCE = r"""
 /* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */
@@ -160,20 +180,69 @@ __global__ void find_global_max(
     block_global_max(able, size, threshold, count, candidates);
 }
 
+/* Where output pixel ``pixel`` of a height x width map lies in a channel plane of
+   channel_height x channel_width: the same pixel when the sizes agree, else the four
+   neighbours and weights of PyTorch's bilinear upsampling with aligned corners, computed as
+   its CUDA kernel does (upsample_bilinear2d), so a decoder samples the angle and width
+   logits at the chosen pixels instead of the network upsampling all K planes. */
+struct ChannelSample {
+    int top_left;  /* in the plane */
+    int right, down;  /* offsets from top_left to the neighbours (0 at the last column, row) */
+    float top, bottom, left_weight, right_weight;
+    bool exact;
+};
+
+__device__ ChannelSample channel_sample(int pixel, int height, int width, int channel_height,
+                                        int channel_width)
+{
+    ChannelSample sample;
+    sample.exact = channel_height == height && channel_width == width;
+    if (sample.exact) {
+        sample.top_left = pixel;
+        return sample;
+    }
+    int row = pixel / width, col = pixel % width;
+    float row_scale = height > 1 ? (float)(channel_height - 1) / (height - 1) : 0.0f;
+    float col_scale = width > 1 ? (float)(channel_width - 1) / (width - 1) : 0.0f;
+    float source_row = row_scale * row, source_col = col_scale * col;
+    int top_row = (int)source_row, left_col = (int)source_col;
+    sample.top_left = top_row * channel_width + left_col;
+    sample.down = top_row < channel_height - 1 ? channel_width : 0;
+    sample.right = left_col < channel_width - 1 ? 1 : 0;
+    sample.bottom = source_row - top_row;
+    sample.top = 1.0f - sample.bottom;
+    sample.right_weight = source_col - left_col;
+    sample.left_weight = 1.0f - sample.right_weight;
+    return sample;
+}
+
+__device__ float sample_logit(const float* plane, ChannelSample sample)
+{
+    const float* at = plane + sample.top_left;
+    if (sample.exact) return at[0];
+    return sample.top * (sample.left_weight * at[0] + sample.right_weight * at[sample.right])
+        + sample.bottom * (sample.left_weight * at[sample.down]
+                           + sample.right_weight * at[sample.down + sample.right]);
+}
+
 /* The first argmax over the K angle logits of one pixel (numpy order), and the width logit of
-   that class (or of the single width channel), as bits, in lane 0. The 32 lanes of a warp read
+   that class (or of the single width channel), as bits, in lane 0; the channel planes are
+   channel_height x channel_width (``channel_sample``). The 32 lanes of a warp read
    classes lane, lane + 32, ... together and merge their bests by shuffles: one thread walking
    the K logits waited for each load in turn (K = 120: about 50 us a frame on the H200).
    The whole warp must call it. */
 __device__ void warp_grasp_channels(
-    const float* angle, const float* width_maps, int pixel, int plane, int num_classes,
-    int width_per_class, int* angle_class, int* width_bits)
+    const float* angle, const float* width_maps, int pixel, int height, int width,
+    int channel_height, int channel_width, int num_classes, int width_per_class,
+    int* angle_class, int* width_bits)
 {
     int lane = threadIdx.x % 32;
+    size_t plane = (size_t)channel_height * channel_width;
+    ChannelSample sample = channel_sample(pixel, height, width, channel_height, channel_width);
     float best = __int_as_float(0xff800000);
     int best_class = 0x7fffffff;
     for (int k = lane; k < num_classes; k += 32) {
-        float value = angle[(size_t)k * plane + pixel];
+        float value = sample_logit(angle + k * plane, sample);
         if (comes_first(value, k, best, best_class)) {
             best = value;
             best_class = k;
@@ -190,20 +259,22 @@ __device__ void warp_grasp_channels(
     if (lane == 0) {
         int channel = width_per_class ? best_class : 0;
         *angle_class = best_class;
-        *width_bits = __float_as_int(width_maps[(size_t)channel * plane + pixel]);
+        *width_bits = __float_as_int(sample_logit(width_maps + channel * plane, sample));
     }
 }
 
 /* For each chosen pixel (one warp each) its angle class and width logit: results = classes,
    then width bits. */
 __global__ void read_grasp_channels(
-    const float* angle, const float* width_maps, const int* pixels, int count, int plane,
-    int num_classes, int width_per_class, int* results)
+    const float* angle, const float* width_maps, const int* pixels, int count, int height,
+    int width, int channel_height, int channel_width, int num_classes, int width_per_class,
+    int* results)
 {
     int grasp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     if (grasp >= count) return;
-    warp_grasp_channels(angle, width_maps, pixels[grasp], plane, num_classes, width_per_class,
-                        &results[grasp], &results[count + grasp]);
+    warp_grasp_channels(angle, width_maps, pixels[grasp], height, width, channel_height,
+                        channel_width, num_classes, width_per_class, &results[grasp],
+                        &results[count + grasp]);
 }
 
 __global__ void sigmoid_map(const float* logits, float* confidences, int size)

@@ -31,10 +31,10 @@ import numpy as np
 from sgdn_ros.core.decoding import DecodeConfig, logit, threshold_in
 from sgdn_ros.core.frames import RawImage
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.gpu.buffers import device_pointer
+from sgdn_ros.gpu.buffers import FLOAT32_BYTES, device_pointer
 from sgdn_ros.gpu.candidates import TOP_CANDIDATES, record_ints
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.gpu.decode_source import DECODE_SOURCE
+from sgdn_ros.gpu.decode_source import DECODE_SOURCE, channel_planes_size
 from sgdn_ros.gpu.launch import BLOCK_2D, compile_kernels, grid_2d
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 from sgdn_ros.gpu.stream_capture import CapturedGraph
@@ -72,9 +72,9 @@ __global__ void graph_global_max(const float* able, int size, const int* params,
    striding over them (the count is known only on the GPU): its lanes count and read the
    angle logits together, so the loads are in flight at once. */
 __global__ void select_top(
-    const float* angle, const float* width_maps, int plane, int num_classes,
-    int width_per_class, const int* count, const int* candidates, int capacity, int top_n,
-    int* record)
+    const float* angle, const float* width_maps, int height, int width, int channel_height,
+    int channel_width, int num_classes, int width_per_class, const int* count,
+    const int* candidates, int capacity, int top_n, int* record)
 {
     int lane = threadIdx.x % 32;
     int warps = gridDim.x * blockDim.x / 32;
@@ -98,8 +98,8 @@ __global__ void select_top(
             entry[0] = index;
             entry[1] = candidates[2 * i + 1];
         }
-        warp_grasp_channels(angle, width_maps, index, plane, num_classes, width_per_class,
-                            &entry[2], &entry[3]);
+        warp_grasp_channels(angle, width_maps, index, height, width, channel_height,
+                            channel_width, num_classes, width_per_class, &entry[2], &entry[3]);
     }
 }
 """
@@ -107,14 +107,17 @@ __global__ void select_top(
 
 class GraphKernels:
     """The frame graph's decoding kernels and the decode settings they read, shared by every
-    ``FrameGraph`` of one GPU path (one stream, one map size)."""
+    ``FrameGraph`` of one GPU path (one stream, one map size). ``channel_size``: the angle and
+    width maps' (height, width), as for ``GpuDecoder``."""
 
     def __init__(self, stream: Stream, height: int, width: int, num_angle_classes: int,
-                 width_channels: int, capacity: int = 4096) -> None:
+                 width_channels: int, capacity: int = 4096,
+                 channel_size: tuple[int, int] | None = None) -> None:
         driver = import_pycuda_driver()
         self._driver, self.stream = driver, stream
         self.height, self.width = height, width
         self.num_angle_classes, self.width_channels = num_angle_classes, width_channels
+        self.channel_size = channel_planes_size(channel_size, height, width)
         self.capacity = capacity
         self._module = compile_kernels(DECODE_SOURCE + _GRAPH_SOURCE)
         self._local_maxima = self._module.get_function("graph_local_maxima")
@@ -122,7 +125,7 @@ class GraphKernels:
         self._global_max = self._module.get_function("graph_global_max")
         self._global_max.prepare("PiPPP")
         self._select = self._module.get_function("select_top")
-        self._select.prepare("PPiiiPPiiP")
+        self._select.prepare("PPiiiiiiPPiiP")
         self._host_params = driver.pagelocked_empty(3, np.int32)
         self._params = driver.mem_alloc(self._host_params.nbytes)
         self._decode: DecodeConfig | None = None
@@ -143,10 +146,10 @@ class GraphKernels:
         """Find, rank and read frame ``frame``'s candidates of the batched ``maps`` into
         ``record`` (device addresses; ``count`` zeroed before)."""
         plane = self.height * self.width
-        frame_bytes = 4 * plane * frame
-        able = device_pointer(maps[0]) + frame_bytes
-        angle = device_pointer(maps[1]) + frame_bytes * self.num_angle_classes
-        width = device_pointer(maps[2]) + frame_bytes * self.width_channels
+        channel_bytes = FLOAT32_BYTES * self.channel_size[0] * self.channel_size[1] * frame
+        able = device_pointer(maps[0]) + FLOAT32_BYTES * plane * frame
+        angle = device_pointer(maps[1]) + channel_bytes * self.num_angle_classes
+        width = device_pointer(maps[2]) + channel_bytes * self.width_channels
         params = device_pointer(self._params)
         self._local_maxima.prepared_async_call(
             grid_2d(self.height, self.width), BLOCK_2D, self.stream, able,
@@ -157,7 +160,8 @@ class GraphKernels:
             count, candidates)
         self._select.prepared_async_call(
             (_SELECT_BLOCKS, 1), (_SELECT_THREADS, 1, 1), self.stream,
-            angle, width, np.int32(plane), np.int32(self.num_angle_classes),
+            angle, width, np.int32(self.height), np.int32(self.width),
+            *map(np.int32, self.channel_size), np.int32(self.num_angle_classes),
             np.int32(self.width_channels > 1), count, candidates, np.int32(self.capacity),
             np.int32(TOP_CANDIDATES), record)
 

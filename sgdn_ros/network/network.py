@@ -367,14 +367,27 @@ class SGDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C, H, W) -> able (N, 1, H, W), angle (N, K, H, W), width (N, 1 or K, H, W)."""
+        able, angle, width = self.forward_heads(x)
         size = x.shape[-2:]
+        return able, self.upsample_head(angle, size), self.upsample_head(width, size)
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward`` with the angle and width maps left at their heads' size (half the
+        input's): a decoder that reads their K logits at a few chosen pixels samples them
+        there instead, where upsampling all K planes would write 2 x 49 MB a frame at K = 120
+        for nothing. ``upsample_head`` finishes them as ``forward`` does."""
         features, low_level = self.backbone(x)
-        heads = self.decoder(low_level, *self.hasp(features))
-        # Contiguous heads: compiled, the network runs channels-last, and the last upsampling
-        # then read K-channel pixels to write K full-size planes: 78 us per K = 120 map on the
-        # H200; from planes it writes them in order (the frame's GPU time 1.39 -> 1.33 ms,
-        # profiled). A no-op for the eager network and in ONNX.
-        return tuple(resize(head.contiguous(), size, self.config.upsample) for head in heads)
+        able, angle, width = self.decoder(low_level, *self.hasp(features))
+        return self.upsample_head(able, x.shape[-2:]), angle, width
+
+    def upsample_head(self, head: torch.Tensor, size: tuple[int, int] | torch.Size
+                      ) -> torch.Tensor:
+        """A head's map at the input's size. Contiguous first: compiled, the network runs
+        channels-last, and the upsampling then read K-channel pixels to write K full-size
+        planes: 78 us per K = 120 map on the H200; from planes it writes them in order (the
+        frame's GPU time 1.39 -> 1.33 ms, profiled). A no-op for the eager network and in
+        ONNX."""
+        return resize(head.contiguous(), size, self.config.upsample)
 
 
 def _initialise(model: nn.Module) -> None:

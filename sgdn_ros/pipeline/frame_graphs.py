@@ -53,7 +53,8 @@ class FrameGraphs:
         self._backend, self._stream = backend, stream
         self._preprocessor, self._preprocess_config = preprocessor, preprocess_config
         self._kernels = GraphKernels(stream, info.output_height, info.output_width,
-                                     info.num_angle_classes, info.width_channels)
+                                     info.num_angle_classes, info.width_channels,
+                                     channel_size=backend.device_channel_size)
         self._graphs: OrderedDict[LayoutKey, FrameGraph] = OrderedDict()
         self.disabled_reason: str | None = None
 

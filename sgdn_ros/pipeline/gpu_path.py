@@ -100,7 +100,8 @@ class GpuPath:
             else:
                 self._host_planes = HostPlanesUpload(driver, self._stream)
             self._decoder = GpuDecoder(self._stream, info.output_height, info.output_width,
-                                       info.num_angle_classes, info.width_channels)
+                                       info.num_angle_classes, info.width_channels,
+                                       channel_size=self.backend.device_channel_size)
         except driver.Error as error:  # includes pycuda's CompileError (no nvcc)
             raise GpuUnavailableError(
                 f"the GPU kernels could not be built or loaded ({type(error).__name__}: "
