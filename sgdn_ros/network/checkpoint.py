@@ -27,7 +27,8 @@ import torch
 
 from sgdn_ros.core.atomic_files import atomic_output
 from sgdn_ros.models.errors import ModelLoadError
-from sgdn_ros.network.network import BACKBONES, SGDN, ModelConfigError, SGDNConfig
+from sgdn_ros.network.backbone import BACKBONES
+from sgdn_ros.network.network import SGDN, ModelConfigError, SGDNConfig
 
 CHECKPOINT_FORMAT = "sgdn_ros.checkpoint.v1"
 STATE_DICT_KEYS = ("state_dict", "model", "net")
