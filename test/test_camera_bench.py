@@ -33,6 +33,12 @@ def test_the_detector_level_reports_every_camera(capsys, tmp_path, static):
     batch_rows = [line.split(" | ") for line in costs.splitlines() if line.startswith("| ")][1:]
     assert [row[0] for row in batch_rows] == (["| 1"] if static else ["| 1", "| 2"])
     assert all(float(row[1]) > 0 and float(row[3]) > 0 for row in batch_rows)
+    bound = re.search(r"The network alone at 2 frames per inference: ([\d.]+)x the frames per "
+                      r"second of one frame at a time", costs)
+    assert (bound is None) == static
+    if not static:
+        one, two = (float(row[2]) for row in batch_rows)
+        assert float(bound[1]) == pytest.approx(one / two, rel=0.01, abs=0.01)
 
 
 def test_the_report_gives_shares_of_the_fair_share():

@@ -157,18 +157,28 @@ def batch_costs(detector: GraspDetector, images: Sequence[np.ndarray],
     through the detector, each also per frame: the per-frame cost at N against one frame alone
     is the most batching can give before any scheduling, and the two columns' difference is
     the part of a batch that is not the network. The network alone is GPU time
-    between CUDA events on a GPU (the host only enqueues), wall time of ``infer`` elsewhere."""
+    between CUDA events on a GPU (the host only enqueues), wall time of ``infer`` elsewhere.
+    The last line says how many times one frame's frames per second the network alone gives
+    at the largest count: more than that no number of cameras can reach."""
     backend = detector.backend
     frames = [bgr_as_raw_image(images[index % len(images)]) for index in range(max(counts))]
     lines = ["| frames per inference | network alone ms | per frame | whole batch through the "
              "detector ms | per frame | frames/s at back-to-back batches |",
              "|---|---|---|---|---|---|"]
+    network_per_frame_ms = {}
     for count in counts:
         network_ms = _network_ms(backend, count)
+        network_per_frame_ms[count] = network_ms / count
         batch_ms = median_wall_ms(lambda count=count: detector.detect_batch(frames[:count]),
                                   BATCH_REPEATS)
         lines.append(f"| {count} | {network_ms:.3f} | {network_ms / count:.3f} | "
                      f"{batch_ms:.3f} | {batch_ms / count:.3f} | {1e3 * count / batch_ms:.0f} |")
+    largest = max(counts)
+    if 1 in network_per_frame_ms and largest > 1:
+        bound = network_per_frame_ms[1] / network_per_frame_ms[largest]
+        lines += ["", f"The network alone at {largest} frames per inference: {bound:.2f}x the "
+                  f"frames per second of one frame at a time: the bound on what {largest} "
+                  "cameras can get over one."]
     return lines
 
 
