@@ -107,3 +107,16 @@ def test_export_writes_onnx_and_fp16_copies_with_a_parity_report(tmp_path, capsy
     assert (tmp_path / "light.onnx").is_file() and (tmp_path / "light_fp16.onnx").is_file()
     assert report.count("max |torch - onnx| of the logits") == 2
     assert "same in every image" in report
+
+
+def test_export_with_sampled_channels_says_so_and_passes_its_parity_check(tmp_path, capsys):
+    pytest.importorskip("torch", reason="sgdn-ros export needs PyTorch")
+    from sgdn_ros.network.checkpoint import save_checkpoint
+    from sgdn_ros.network.network import PRESETS, build_sgdn
+
+    save_checkpoint(tmp_path / "light.pt", build_sgdn(PRESETS["light"]), PRESETS["light"])
+    assert main(["export", str(tmp_path / "light.pt"), "-o", str(tmp_path / "light.onnx"),
+                 "--sampled-channels"]) == 0
+    report = capsys.readouterr().out
+    assert "angle and width at the heads size" in report
+    assert "same in every image" in report

@@ -361,8 +361,11 @@ def good_outputs() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("name, bad, message", [
-    ("angle", np.zeros((1, 18, 8, 10), np.float32), "angle maps are 8x10 but the able map is 8x9"),
-    ("width", np.zeros((1, 1, 7, 9), np.float32), "width maps are 7x9 but the able map is 8x9"),
+    ("angle", np.zeros((1, 18, 8, 10), np.float32),
+     "angle maps are (8, 10), width maps (8, 9) and the able map (8, 9) (H, W); angle and width "
+     "must share H and W, the able map's or smaller"),
+    ("width", np.zeros((1, 1, 7, 9), np.float32),
+     "angle maps are (8, 9), width maps (7, 9) and the able map (8, 9)"),
     ("width", np.zeros((1, 5, 8, 9), np.float32), "width has 5 channels; expected 1 or one per"),
     ("able", np.zeros((1, 2, 8, 9), np.float32), "able must have one channel, got 2"),
     ("able", np.zeros((2, 1, 8, 9), np.float32), "able has a batch of 2 images"),

@@ -255,3 +255,32 @@ def test_depth_and_rgbd_exports_match_torch_on_rendered_rgbd_inputs(tmp_path, ch
     assert max(report.able_max_abs_diff, report.angle_max_abs_diff,
                report.width_max_abs_diff) < 1e-3
     assert report.same_top_grasp
+
+
+def test_sampled_channels_export_gives_the_full_exports_grasps(light_model, light_onnx, scenes,
+                                                               tmp_path):
+    """Angle and width maps left at the heads' size: half the input's, the parity check passes
+    against ``forward_heads``, and the CPU detector (ONNX Runtime) finds in every scene the
+    grasps of the full-size export, sampled where the full export reads them."""
+    from sgdn_ros.backends import create_backend
+    from sgdn_ros.core.decoding import DecodeConfig
+    from sgdn_ros.pipeline.factory import cpu_detector
+
+    path = export_onnx(light_model, LIGHT, tmp_path / "sampled.onnx", sampled_channels=True)
+    shapes = {v.name: tuple(_declared_shape(v)[1:]) for v in onnx.load(path).graph.output}
+    assert shapes == {OUTPUT_NAMES[0]: (1, 320, 320), OUTPUT_NAMES[1]: (18, 160, 160),
+                      OUTPUT_NAMES[2]: (1, 160, 160)}
+    report = check_parity(light_model, path, scenes)
+    assert report.same_top_grasp and report.angle_max_abs_diff < 1e-3
+    config = DecodeConfig(confidence_threshold=0.0, max_grasps=10)
+    grasps = []
+    for model_path in (light_onnx, path):
+        with create_backend("onnxruntime", model_path) as backend:
+            detector = cpu_detector(backend, PreprocessConfig(), config)
+            grasps.append([detector.detect(scene).grasps for scene in scenes])
+    full, sampled = ([grasp for frame in found for grasp in frame] for found in grasps)
+    assert len(full) == len(sampled) == 10 * len(scenes)
+    assert [(g.crop_row, g.crop_col, g.angle_class) for g in sampled] == [
+        (g.crop_row, g.crop_col, g.angle_class) for g in full]
+    np.testing.assert_allclose([g.crop_width_px for g in sampled],
+                               [g.crop_width_px for g in full], rtol=0, atol=1e-3)

@@ -247,3 +247,20 @@ def test_the_first_holder_released_leaves_the_second_its_context(cuda):
     assert cuda.driver_stack == [0xC0] and len(cuda.pycuda_stack) == 1 and cuda.retained == 1
     second.release()
     assert cuda.driver_stack == [] and cuda.pycuda_stack == [] and cuda.retained == 0
+
+
+def test_an_engine_says_when_its_angle_and_width_maps_are_smaller(monkeypatch, model, tmp_path,
+                                                                  cuda):
+    """An engine of a ``--sampled-channels`` export hands the GPU decoders maps to sample."""
+    pytest.importorskip("torch", reason="the sampled-channels model is exported from PyTorch")
+    from sgdn_ros.network.export import export_onnx
+    from sgdn_ros.network.network import PRESETS, build_sgdn
+
+    install(monkeypatch, "10.x")
+    sampled = export_onnx(build_sgdn(PRESETS["tiny"]), PRESETS["tiny"],
+                          tmp_path / "sampled.onnx", dynamic_batch=False, sampled_channels=True)
+    with TensorRTBackend(sampled, cache_dir=tmp_path, logger=lambda line: None) as backend:
+        assert backend.device_channel_size == (160, 160)
+        assert (backend.info.output_height, backend.info.output_width) == (320, 320)
+    with TensorRTBackend(model, cache_dir=tmp_path, logger=lambda line: None) as backend:
+        assert backend.device_channel_size is None

@@ -87,7 +87,9 @@ class ModelInfo:
 @dataclass(frozen=True)
 class ModelOutputs:
     """The three logit maps of the N frames of one ``infer`` (N first), float32, always in
-    this order whatever the model's; ``maps[i:i + 1]`` is frame i, as decoding takes it."""
+    this order whatever the model's; ``maps[i:i + 1]`` is frame i, as decoding takes it. Angle
+    and width may be smaller than able (a ``--sampled-channels`` export): decoding samples
+    them."""
 
     able: np.ndarray
     angle: np.ndarray
@@ -215,6 +217,14 @@ def resolve_output_names(
     return expected_names[0], expected_names[1], expected_names[2]
 
 
+def smaller_channel_size(able_shape: Sequence[int], angle_shape: Sequence[int]
+                         ) -> tuple[int, int] | None:
+    """A backend's ``device_channel_size`` from its able and angle outputs' (N, C, H, W)
+    shapes: the angle (and width) maps' (H, W) when smaller than the able map's, else None."""
+    channel_size = (int(angle_shape[2]), int(angle_shape[3]))
+    return None if channel_size == tuple(able_shape[2:]) else channel_size
+
+
 def _output_shape_problem(able: tuple[int, ...], angle: tuple[int, ...],
                           width: tuple[int, ...]) -> str:
     """What is wrong with the three output shapes, or '' when they fit SGDN's contract."""
@@ -227,6 +237,7 @@ def _output_shape_problem(able: tuple[int, ...], angle: tuple[int, ...],
         return f"angle should have one channel per angle class (at least 2), not {angle[1]}"
     if width[1] not in (1, angle[1]):
         return f"width should have 1 or {angle[1]} (one per angle class) channels, not {width[1]}"
-    if not able[2:] == angle[2:] == width[2:]:
-        return "the three outputs should have the same height and width"
+    if angle[2:] != width[2:] or any(a > b for a, b in zip(angle[2:], able[2:])):
+        return ("angle and width should have the same height and width, the able map's or "
+                "smaller (before the network's last upsampling)")
     return ""

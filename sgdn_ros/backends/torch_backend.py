@@ -40,6 +40,7 @@ from sgdn_ros.backends.base import (
     ModelLoadError,
     ModelOutputs,
     resolve_output_names,
+    smaller_channel_size,
 )
 from sgdn_ros.backends.torch_compile import HeadLogits, compile_cache_dir, compile_network
 from sgdn_ros.core.depth_planes import input_kind_of_channels
@@ -159,8 +160,7 @@ class TorchBackend(InferenceBackend):
             shapes = [tuple(output.shape) for output in self._full_size(heads)]
         resolve_output_names(PUBLISHED_OUTPUT_NAMES, shapes)
         able_shape, angle_shape, width_shape = shapes
-        channel_size = tuple(heads[1].shape[2:])
-        self.device_channel_size = None if channel_size == able_shape[2:] else channel_size
+        self.device_channel_size = smaller_channel_size(able_shape, heads[1].shape)
         self._info = ModelInfo(
             input_name=INPUT_NAME, input_shape=input_shape,
             able_name=PUBLISHED_OUTPUT_NAMES[0], angle_name=PUBLISHED_OUTPUT_NAMES[1],

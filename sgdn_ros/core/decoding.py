@@ -1,9 +1,8 @@
 """Turn SGDN's logit maps into grasps in the original image.
 
 The angle map holds K logits per pixel (K = 120 for the published ONNX: 49 MB per frame), so
-the fast decoder picks grasp pixels on the able map alone and reads angle and width only there.
-``decode_grasps_full`` is the straightforward whole-map decoding, kept as the reference that the
-fast one must agree with.
+the fast decoder picks grasp pixels on the able map alone and reads angle and width only there
+(``decode_grasps_full``, the whole-map decoding, is the reference it must agree with).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from numbers import Integral, Real
 import cv2
 import numpy as np
 
+from sgdn_ros.core.channel_maps import sample_channels, upsampled
 from sgdn_ros.core.geometry import CropGeometry
 
 DECODE_MODES = ("max", "peaks")
@@ -137,17 +137,18 @@ def _able_map(able: np.ndarray) -> np.ndarray:
 def validated_maps(
     able: np.ndarray, angle: np.ndarray, width: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The outputs of one image as (H, W), (K, H, W) and (1 or K, H, W) views, checked to fit
-    together."""
+    """The outputs of one image as (H, W), (K, h, w) and (1 or K, h, w) views, checked to fit
+    together: (h, w) is (H, W), or smaller for angle and width maps handed over before the
+    network's last upsampling (``sgdn_ros.core.channel_maps``)."""
     able_map = _able_map(able)
     angle_maps = _channel_maps("angle", angle)
     width_maps = _channel_maps("width", width)
-    for name, maps in (("angle", angle_maps), ("width", width_maps)):
-        if maps.shape[1:] != able_map.shape:
-            raise DecodingError(
-                f"{name} maps are {maps.shape[1]}x{maps.shape[2]} but the able map is "
-                f"{able_map.shape[0]}x{able_map.shape[1]}; all outputs must share H and W"
-            )
+    if width_maps.shape[1:] != angle_maps.shape[1:] or any(
+            np.greater(angle_maps.shape[1:], able_map.shape)):
+        raise DecodingError(
+            f"angle maps are {angle_maps.shape[1:]}, width maps {width_maps.shape[1:]} and the "
+            f"able map {able_map.shape} (H, W); angle and width must share H and W, the able "
+            "map's or smaller")
     num_classes = angle_maps.shape[0]
     if width_maps.shape[0] not in (1, num_classes):
         raise DecodingError(
@@ -366,9 +367,11 @@ def decode_grasps(
     able_map, angle_maps, width_maps = validated_maps(able, angle, width)
     rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config,
                                 peak_search)
-    angle_classes = np.argmax(angle_maps[:, rows, cols], axis=0)
+    angle_classes = np.argmax(sample_channels(angle_maps, rows, cols, *able_map.shape), axis=0)
     width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
-    crop_widths = sigmoid64(width_maps[width_channels, rows, cols]) * config.max_width_px
+    width_logits = sample_channels(width_maps, rows, cols, *able_map.shape)[width_channels,
+                                                                            np.arange(rows.size)]
+    crop_widths = sigmoid64(width_logits) * config.max_width_px
     confidences = sigmoid64(able_map[rows, cols])
     return grasps_at_pixels(rows, cols, angle_classes, confidences, crop_widths,
                    angle_maps.shape[0], geometry, config)
@@ -383,6 +386,7 @@ def decode_grasps_full(
 ) -> list[Grasp]:
     """The author's whole-map decoding: the reference decode_grasps must agree with."""
     able_map, angle_maps, width_maps = validated_maps(able, angle, width)
+    angle_maps, width_maps = (upsampled(maps, *able_map.shape) for maps in (angle_maps, width_maps))
     confidences = sigmoid64(able_map)
     angle_class_map = np.argmax(sigmoid64(angle_maps), axis=0)
     width_probabilities = sigmoid64(width_maps)

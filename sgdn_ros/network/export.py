@@ -34,6 +34,7 @@ import onnxruntime as ort
 import torch
 
 from sgdn_ros.core.atomic_files import atomic_output
+from sgdn_ros.core.channel_maps import sample_channels
 from sgdn_ros.core.depth_planes import input_kind_of_channels
 from sgdn_ros.core.preprocessing import (
     PUBLISHED_MEAN_BGR,
@@ -48,7 +49,13 @@ from sgdn_ros.models.metadata import (
     PUBLISHED_OUTPUT_NAMES,
     ModelMetadata,
 )
-from sgdn_ros.network.network import OUTPUT_STRIDE, SGDN, UPSAMPLE_MODES, SGDNConfig
+from sgdn_ros.network.network import (
+    OUTPUT_STRIDE,
+    SGDN,
+    UPSAMPLE_MODES,
+    HeadSizeChannelMaps,
+    SGDNConfig,
+)
 
 INPUT_NAME = PUBLISHED_INPUT_NAME
 OUTPUT_NAMES = PUBLISHED_OUTPUT_NAMES
@@ -96,7 +103,7 @@ class ParityReport:
 
 def export_onnx(model: SGDN, config: SGDNConfig, output_path: str | PathLike[str], *,
                 opset: int = DEFAULT_OPSET, input_size: int = 320, fp16: bool = False,
-                dynamic_batch: bool = True,
+                dynamic_batch: bool = True, sampled_channels: bool = False,
                 metadata: Mapping[str, str] | None = None) -> pathlib.Path:
     """Write ``model`` as ONNX to ``output_path`` (replaced atomically) and return the path.
 
@@ -104,11 +111,17 @@ def export_onnx(model: SGDN, config: SGDNConfig, output_path: str | PathLike[str
     weights with nearest upsampling for TensorRT 7. ``fp16`` writes an FP16 model that keeps
     float32 input and outputs. ``dynamic_batch`` makes the first axis of the input and outputs
     symbolic, so one inference may take several frames; False fixes it to 1, for runtimes that
-    need static shapes. ``metadata`` adds string entries to the file's metadata.
+    need static shapes. ``sampled_channels`` leaves the angle and width maps before the
+    network's last upsampling (``SGDN.forward_heads``, half the input's size), for decoders
+    that sample them at the chosen pixels (every decoder here does; the light model ran 1.07x
+    as fast on ONNX Runtime, 2 CPU cores). ``metadata`` adds string entries to the file's
+    metadata.
     """
     _check_export_arguments(model, config, opset, input_size)
     properties = _metadata(config, opset, input_size, fp16, metadata or {})
     exported = _exportable(model, config)
+    if sampled_channels:
+        exported = HeadSizeChannelMaps(exported)
     proto = _traced_onnx(exported, config.input_channels, input_size, opset, dynamic_batch)
     if fp16:
         proto = _to_fp16(proto)
@@ -159,12 +172,14 @@ def check_parity_on_planes(model: SGDN, onnx_path: str | PathLike[str],
     upsample = session.get_modelmeta().custom_metadata_map.get("upsample")
     if upsample in UPSAMPLE_MODES:
         model = _exportable(model, replace(model.config, upsample=upsample))
+    forward = model.forward_heads if _samples_channels(session) else model
     device = next(model.parameters()).device
     largest = np.zeros(3)
     torch_tops, onnx_tops = [], []
     with _eval_mode(model), _strict_fp32(), torch.no_grad():
         for planes in planes_list:
-            ours = [t.float().cpu().numpy() for t in model(torch.from_numpy(planes).to(device))]
+            ours = [t.float().cpu().numpy()
+                    for t in forward(torch.from_numpy(planes).to(device))]
             theirs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: planes})
             largest = np.maximum(largest, [float(np.abs(a - b).max())
                                            for a, b in zip(ours, theirs)])
@@ -247,7 +262,7 @@ def _exportable(model: SGDN, config: SGDNConfig) -> SGDN:
     return copy
 
 
-def _traced_onnx(model: SGDN, input_channels: int, input_size: int, opset: int,
+def _traced_onnx(model: torch.nn.Module, input_channels: int, input_size: int, opset: int,
                  dynamic_batch: bool) -> onnx.ModelProto:
     device = next(model.parameters()).device
     example = torch.zeros(1, input_channels, input_size, input_size, device=device)
@@ -297,9 +312,16 @@ def _cpu_session(path: pathlib.Path) -> ort.InferenceSession:
         raise ExportError(f"ONNX Runtime cannot load {path}: {error}") from error
 
 
+def _samples_channels(session: ort.InferenceSession) -> bool:
+    """Whether the file's angle maps are smaller than its able maps (``sampled_channels``)."""
+    shape_of = {output.name: output.shape for output in session.get_outputs()}
+    return shape_of[OUTPUT_NAMES[1]][2:] != shape_of[OUTPUT_NAMES[0]][2:]
+
+
 def _top_grasp(able: np.ndarray, angle: np.ndarray) -> TopGrasp:
     row, col = np.unravel_index(int(np.argmax(able[0, 0])), able.shape[-2:])
-    return int(row), int(col), int(np.argmax(angle[0, :, row, col]))
+    logits = sample_channels(angle[0], np.array([row]), np.array([col]), *able.shape[-2:])
+    return int(row), int(col), int(np.argmax(logits))
 
 
 @contextlib.contextmanager

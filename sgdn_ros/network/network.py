@@ -255,6 +255,18 @@ class SGDN(nn.Module):
         return resize(head.contiguous(), size, self.config.upsample)
 
 
+class HeadSizeChannelMaps(nn.Module):
+    """``network`` with ``forward_heads`` as its forward, for an exporter to trace: angle and
+    width maps at their heads' size, for decoders that sample them."""
+
+    def __init__(self, network: SGDN) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.network.forward_heads(x)
+
+
 def _initialise(model: nn.Module) -> None:
     """He-normal convolutions and unit batch norms, as the published training started."""
     for module in model.modules():

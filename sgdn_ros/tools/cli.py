@@ -153,11 +153,13 @@ def command_export(args: argparse.Namespace) -> int:
     if args.fp16:
         outputs.append((args.output.with_name(f"{args.output.stem}_fp16.onnx"), True))
     for path, fp16 in outputs:
-        export_onnx(model, config, path, opset=args.opset, fp16=fp16)
+        export_onnx(model, config, path, opset=args.opset, fp16=fp16,
+                    sampled_channels=args.sampled_channels)
         size_mb = path.stat().st_size / 1e6
         print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, {config.backbone}, "
               f"K = {config.num_angle_classes}, upsample {config.upsample}"
-              f"{', FP16 with float32 inputs/outputs' if fp16 else ''})")
+              f"{', FP16 with float32 inputs/outputs' if fp16 else ''}"
+              f"{', angle and width at the heads size' if args.sampled_channels else ''})")
         print("\n".join(check_parity_on_planes(model, path, planes).lines()))
     return 0
 
@@ -290,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override the checkpoint's upsampling (nearest for TensorRT 7)")
     export.add_argument("--fp16", action="store_true",
                         help="also write <output>_fp16.onnx (FP16 weights, float32 I/O)")
+    export.add_argument("--sampled-channels", action="store_true",
+                        help="angle and width maps before the last upsampling (half the input "
+                             "size), sampled by the decoders at the chosen pixels: faster "
+                             "inference, the same grasps")
     export.set_defaults(run=command_export)
 
     add_engine_commands(commands)

@@ -39,6 +39,7 @@ from sgdn_ros.backends.base import (
     ModelLoadError,
     ModelOutputs,
     resolve_output_names,
+    smaller_channel_size,
 )
 from sgdn_ros.backends.tensorrt.engine import CachedEngine, get_engine
 from sgdn_ros.backends.tensorrt.errors import EngineUnrunnable, TensorRTUnavailable
@@ -126,6 +127,9 @@ class TensorRTBackend(InferenceBackend):
                 f"TensorRT flavour (TensorRT-RTX needs an RTX GPU): {explained(errors)}")
         tensors = _engine_tensors(self._engine, self._execution, trt.module, path)
         self._info = _describe_engine(tensors, path)
+        shape_of = {tensor.name: tensor.shape for tensor in tensors}
+        self.device_channel_size = smaller_channel_size(shape_of[self._info.able_name],
+                                                        shape_of[self._info.angle_name])
         self._batch = self._info.max_batch
         self._stream = self._driver.Stream()
         self._buffers = TensorBuffers(self._driver, tensors, self._stream, self._output_names)
