@@ -284,3 +284,9 @@ def test_sampled_channels_export_gives_the_full_exports_grasps(light_model, ligh
         (g.crop_row, g.crop_col, g.angle_class) for g in full]
     np.testing.assert_allclose([g.crop_width_px for g in sampled],
                                [g.crop_width_px for g in full], rtol=0, atol=1e-3)
+
+
+def test_sampled_channels_refuse_nearest_upsampling(light_model, tmp_path):
+    nearest = dataclasses.replace(LIGHT, upsample="nearest")
+    with pytest.raises(ExportError, match="sampled_channels needs the bilinear upsampling"):
+        export_onnx(light_model, nearest, tmp_path / "nearest.onnx", sampled_channels=True)

@@ -121,6 +121,11 @@ def export_onnx(model: SGDN, config: SGDNConfig, output_path: str | PathLike[str
     properties = _metadata(config, opset, input_size, fp16, metadata or {})
     exported = _exportable(model, config)
     if sampled_channels:
+        if config.upsample != "bilinear":
+            raise ExportError(
+                "sampled_channels needs the bilinear upsampling: the decoders sample the angle "
+                f"and width maps bilinearly, and this export upsamples {config.upsample!r}; "
+                "export full-size maps for TensorRT 7")
         exported = HeadSizeChannelMaps(exported)
     proto = _traced_onnx(exported, config.input_channels, input_size, opset, dynamic_batch)
     if fp16:
