@@ -290,3 +290,28 @@ def test_sampled_channels_refuse_nearest_upsampling(light_model, tmp_path):
     nearest = dataclasses.replace(LIGHT, upsample="nearest")
     with pytest.raises(ExportError, match="sampled_channels needs the bilinear upsampling"):
         export_onnx(light_model, nearest, tmp_path / "nearest.onnx", sampled_channels=True)
+
+
+def test_a_full_size_model_converted_to_sampled_channels_is_the_sampled_export(
+        light_model, light_onnx, scenes, tmp_path):
+    """``save_sampled_channels_copy`` (how the shipped models were converted) removes the last
+    upsampling of angle and width: the outputs of ``export --sampled-channels``, a smaller
+    graph without the Resizes' size computations, and a nearest-upsampling model refused."""
+    from sgdn_ros.models.sampled_channels import save_sampled_channels_copy
+
+    converted = save_sampled_channels_copy(light_onnx, tmp_path / "converted.onnx")
+    exported = export_onnx(light_model, LIGHT, tmp_path / "exported.onnx", sampled_channels=True)
+    planes = np.concatenate([Preprocessor(PreprocessConfig())(scene)[0] for scene in scenes])
+    runs = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        list(OUTPUT_NAMES), {INPUT_NAME: planes}) for path in (converted, exported)]
+    for ours, theirs in zip(*runs):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+    assert runs[0][1].shape == (len(scenes), 18, 160, 160)
+    ops = Counter(node.op_type for node in onnx.load(converted).graph.node)
+    assert ops["Resize"] == Counter(node.op_type for node in onnx.load(light_onnx).graph.node)[
+        "Resize"] - 2
+    nearest = export_onnx(light_model, dataclasses.replace(LIGHT, upsample="nearest"),
+                          tmp_path / "nearest.onnx", opset=11)
+    with pytest.raises(ValueError, match="does not come from a bilinear Resize with aligned"):
+        save_sampled_channels_copy(nearest, tmp_path / "refused.onnx")
