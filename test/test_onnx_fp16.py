@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from sgdn_ros.core.channel_maps import sample_channels
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor
 from sgdn_ros.models.default import TRAINED_MODEL
 from sgdn_ros.models.fp16 import CONVERSION_FORMAT, convert_to_fp16, converter_identity
@@ -26,7 +27,8 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 
 def _top_grasp(able: np.ndarray, angle: np.ndarray) -> tuple[int, int, int]:
     row, col = np.unravel_index(int(np.argmax(able[0, 0])), able.shape[-2:])
-    return int(row), int(col), int(np.argmax(angle[0, :, row, col]))
+    logits = sample_channels(angle[0], np.array([row]), np.array([col]), *able.shape[-2:])
+    return int(row), int(col), int(np.argmax(logits))
 
 
 def test_fp16_copy_of_the_trained_model_matches_fp32_on_rendered_scenes() -> None:
