@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sgdn_ros.core.channel_maps import channel_maps_fit
 from sgdn_ros.core.decoding import WIDTH_UNITS
 from sgdn_ros.core.depth_planes import INPUT_KINDS
 from sgdn_ros.core.preprocessing import planes_problem
@@ -237,7 +238,7 @@ def _output_shape_problem(able: tuple[int, ...], angle: tuple[int, ...],
         return f"angle should have one channel per angle class (at least 2), not {angle[1]}"
     if width[1] not in (1, angle[1]):
         return f"width should have 1 or {angle[1]} (one per angle class) channels, not {width[1]}"
-    if angle[2:] != width[2:] or any(a > b for a, b in zip(angle[2:], able[2:])):
+    if angle[2:] != width[2:] or not channel_maps_fit(angle[2:], able[2:]):
         return ("angle and width should have the same height and width, the able map's or "
                 "smaller (before the network's last upsampling)")
     return ""

@@ -11,7 +11,15 @@ float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+
+def channel_maps_fit(channel_size: Sequence[int], size: Sequence[int]) -> bool:
+    """Whether angle and width planes of ``channel_size`` (height, width) can be read for
+    maps of ``size``: each side from 1 to the output's (the decoders only upsample)."""
+    return all(0 < channel <= full for channel, full in zip(channel_size, size, strict=True))
 
 
 def sample_channels(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: int,

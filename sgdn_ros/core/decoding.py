@@ -15,7 +15,7 @@ from numbers import Integral, Real
 import cv2
 import numpy as np
 
-from sgdn_ros.core.channel_maps import sample_channels, upsampled
+from sgdn_ros.core.channel_maps import channel_maps_fit, sample_channels, upsampled
 from sgdn_ros.core.geometry import CropGeometry
 
 DECODE_MODES = ("max", "peaks")
@@ -143,8 +143,8 @@ def validated_maps(
     able_map = _able_map(able)
     angle_maps = _channel_maps("angle", angle)
     width_maps = _channel_maps("width", width)
-    if width_maps.shape[1:] != angle_maps.shape[1:] or any(
-            np.greater(angle_maps.shape[1:], able_map.shape)):
+    if width_maps.shape[1:] != angle_maps.shape[1:] or not channel_maps_fit(
+            angle_maps.shape[1:], able_map.shape):
         raise DecodingError(
             f"angle maps are {angle_maps.shape[1:]}, width maps {width_maps.shape[1:]} and the "
             f"able map {able_map.shape} (H, W); angle and width must share H and W, the able "

@@ -28,7 +28,12 @@ from sgdn_ros.core.geometry import CropGeometry
 from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
 from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.gpu.decode_source import DECODE_SOURCE, channel_planes_size
+from sgdn_ros.gpu.decode_source import (
+    DECODE_SOURCE,
+    channel_planes_size,
+    frame_map_addresses,
+    frame_offset_bytes,
+)
 from sgdn_ros.gpu.errors import GpuProcessingError, check_positive_ints
 from sgdn_ros.gpu.launch import BLOCK_2D, blocks, compile_kernels, grid_2d
 
@@ -91,11 +96,9 @@ class GpuDecoder:
     def frame_maps(self, able_ptr: object, angle_ptr: object, width_ptr: object,
                    frame: int) -> tuple[int, int, int]:
         """Device addresses of frame ``frame``'s able, angle and width maps in a batch."""
-        plane_bytes = self._channel_offset(frame, (self.height, self.width))
-        channel_bytes = self._channel_offset(frame, self.channel_size)
-        return (device_pointer(able_ptr) + plane_bytes,
-                device_pointer(angle_ptr) + channel_bytes * self.num_angle_classes,
-                device_pointer(width_ptr) + channel_bytes * self.width_channels)
+        return frame_map_addresses((able_ptr, angle_ptr, width_ptr), frame,
+                                   (self.height, self.width), self.channel_size,
+                                   self.num_angle_classes, self.width_channels)
 
     def decode(self, able_ptr: object, angle_ptr: object, width_ptr: object,
                config: DecodeConfig, frame: int = 0
@@ -123,7 +126,7 @@ class GpuDecoder:
         """Grasp confidence (H, W) float32 of frame ``frame`` via a sigmoid on the GPU; only
         for heatmaps."""
         size = self.height * self.width
-        able = device_pointer(able_ptr) + self._channel_offset(frame, (self.height, self.width))
+        able = device_pointer(able_ptr) + frame_offset_bytes(frame, (self.height, self.width))
         self._sigmoid.prepared_async_call(
             (blocks(size, _SIGMOID_THREADS), 1), (_SIGMOID_THREADS, 1, 1), self._stream, able,
             device_pointer(self._confidences), np.int32(size))
@@ -131,14 +134,6 @@ class GpuDecoder:
         self._driver.memcpy_dtoh_async(host, self._confidences, self._stream)
         self._stream.synchronize()
         return host.reshape(self.height, self.width).copy()
-
-    @staticmethod
-    def _channel_offset(frame: int, plane: tuple[int, int]) -> int:
-        """Bytes from a batch's first map channel to frame ``frame``'s, per map channel, for
-        planes of ``plane`` (height, width)."""
-        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
-            raise GpuProcessingError(f"frame must be an integer >= 0, got {frame!r}")
-        return frame * plane[0] * plane[1] * FLOAT32_BYTES
 
     def _find_candidates(self, able: int, threshold: float, config: DecodeConfig
                          ) -> tuple[np.ndarray, bool]:

@@ -9,6 +9,10 @@ order is not the map's; the host (or ``select_top``) ranks them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sgdn_ros.core.channel_maps import channel_maps_fit
+from sgdn_ros.gpu.buffers import FLOAT32_BYTES, device_pointer
 from sgdn_ros.gpu.errors import GpuProcessingError
 
 
@@ -19,12 +23,31 @@ def channel_planes_size(channel_size: tuple[int, int] | None, height: int, width
     if channel_size is None:
         return height, width
     channel_height, channel_width = channel_size
-    if not (0 < channel_height <= height and 0 < channel_width <= width):
+    if not channel_maps_fit(channel_size, (height, width)):
         raise GpuProcessingError(
             f"angle and width maps of {channel_height}x{channel_width} cannot be sampled for "
             f"{height}x{width} output maps: the decoders upsample, so they take sizes from 1 "
             "to the output's")
     return channel_height, channel_width
+
+
+def frame_offset_bytes(frame: int, plane: tuple[int, int]) -> int:
+    """Bytes from a batch's first float32 map channel to frame ``frame``'s, per channel, for
+    planes of ``plane`` (height, width)."""
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+        raise GpuProcessingError(f"frame must be an integer >= 0, got {frame!r}")
+    return frame * plane[0] * plane[1] * FLOAT32_BYTES
+
+
+def frame_map_addresses(maps: Sequence[object], frame: int, size: tuple[int, int],
+                        channel_size: tuple[int, int], num_angle_classes: int,
+                        width_channels: int) -> tuple[int, int, int]:
+    """Device addresses of frame ``frame``'s able, angle and width maps in batched ``maps``:
+    able planes of ``size``, angle and width planes of ``channel_size``."""
+    able, angle, width = (device_pointer(pointer) for pointer in maps)
+    channel_bytes = frame_offset_bytes(frame, channel_size)
+    return (able + frame_offset_bytes(frame, size),
+            angle + channel_bytes * num_angle_classes, width + channel_bytes * width_channels)
 
 DECODE_SOURCE = r"""
 /* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */

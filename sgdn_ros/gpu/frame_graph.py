@@ -31,10 +31,10 @@ import numpy as np
 from sgdn_ros.core.decoding import DecodeConfig, logit, threshold_in
 from sgdn_ros.core.frames import RawImage
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.gpu.buffers import FLOAT32_BYTES, device_pointer
+from sgdn_ros.gpu.buffers import device_pointer
 from sgdn_ros.gpu.candidates import TOP_CANDIDATES, record_ints
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
-from sgdn_ros.gpu.decode_source import DECODE_SOURCE, channel_planes_size
+from sgdn_ros.gpu.decode_source import DECODE_SOURCE, channel_planes_size, frame_map_addresses
 from sgdn_ros.gpu.launch import BLOCK_2D, compile_kernels, grid_2d
 from sgdn_ros.gpu.preprocess_kernels import GpuPreprocessor
 from sgdn_ros.gpu.stream_capture import CapturedGraph
@@ -146,10 +146,9 @@ class GraphKernels:
         """Find, rank and read frame ``frame``'s candidates of the batched ``maps`` into
         ``record`` (device addresses; ``count`` zeroed before)."""
         plane = self.height * self.width
-        channel_bytes = FLOAT32_BYTES * self.channel_size[0] * self.channel_size[1] * frame
-        able = device_pointer(maps[0]) + FLOAT32_BYTES * plane * frame
-        angle = device_pointer(maps[1]) + channel_bytes * self.num_angle_classes
-        width = device_pointer(maps[2]) + channel_bytes * self.width_channels
+        able, angle, width = frame_map_addresses(
+            maps, frame, (self.height, self.width), self.channel_size, self.num_angle_classes,
+            self.width_channels)
         params = device_pointer(self._params)
         self._local_maxima.prepared_async_call(
             grid_2d(self.height, self.width), BLOCK_2D, self.stream, able,
