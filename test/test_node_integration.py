@@ -71,9 +71,15 @@ class Rig:
         return bgr_to_image_message(bgr, header)
 
     def wait_for_subscriber(self) -> None:
-
         assert wait_until(lambda: self.image_publisher.get_subscription_count() > 0, 10.0), \
             "the detector never subscribed to image_raw"
+
+    def wait_for_no_subscriber(self) -> None:
+        """Deactivating destroys the subscription, but the camera learns it through discovery:
+        until then a new subscription after re-activation cannot be told from the old one by
+        the count, and a frame published then may go to the old one only."""
+        assert wait_until(lambda: self.image_publisher.get_subscription_count() == 0, 10.0), \
+            "image_raw still has a subscriber after deactivate"
 
     def close(self) -> None:
         self.spin.stop()
@@ -111,6 +117,11 @@ def wait_for_stats(rig: Rig, condition, timeout_s: float = ANSWER_TIMEOUT_S) -> 
     return wait_until(lambda: condition(rig.detector.stats.snapshot()), timeout_s)
 
 
+def deactivate(rig: Rig) -> None:
+    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    rig.wait_for_no_subscriber()
+
+
 def configure_and_activate(rig: Rig) -> None:
     assert rig.detector.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert rig.detector.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -140,7 +151,7 @@ def test_lifecycle_grasp_at_expected_pixel_and_heatmap(rig_factory):
     assert heatmap is not None, "no heatmap although the test subscribes to it"
     assert (heatmap.height, heatmap.width, heatmap.encoding) == (320, 320, "bgr8")
 
-    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    deactivate(rig)
     assert rig.detector.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     configure_and_activate(rig)
     again = rig.image_message(scene_image())
@@ -172,8 +183,7 @@ def test_destroying_an_active_node_stops_its_inference_thread(ros_context, model
 def test_inactive_node_publishes_nothing(rig_factory):
     rig = rig_factory()
     configure_and_activate(rig)
-    assert rig.detector.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert wait_until(lambda: rig.image_publisher.get_subscription_count() == 0, 10.0)
+    deactivate(rig)
     message = rig.image_message(scene_image())
     rig.image_publisher.publish(message)
     assert rig.all.wait_for_stamp(stamp_key(message.header), 1.5) is None
