@@ -13,7 +13,7 @@ from sgdn_ros.backends.base import (
     resolve_output_names,
     smaller_channel_size,
 )
-from sgdn_ros.core.channel_maps import sample_channels, upsampled
+from sgdn_ros.core.channel_maps import PixelSampler, sample_channels, upsampled
 from sgdn_ros.core.decoding import (
     DecodeConfig,
     DecodingError,
@@ -44,6 +44,21 @@ def test_sampled_and_upsampled_maps_are_pytorchs(channel_size, size):
     np.testing.assert_allclose(sample_channels(maps, rows, cols, *size),
                                expected[:, rows, cols], rtol=1e-6, atol=1e-6)
 
+
+def test_one_sampler_reads_every_map_of_its_size_and_refuses_others():
+    rng = np.random.default_rng(7)
+    angle, width = (rng.normal(0, 2, (channels, 160, 160)).astype(np.float32)
+                    for channels in (18, 1))
+    rows, cols = np.array([0, 319, 101]), np.array([319, 0, 57])
+    sampler = PixelSampler(rows, cols, 320, 320, (160, 160))
+    for maps in (angle, width):
+        np.testing.assert_array_equal(sampler.read(maps), sample_channels(maps, rows, cols,
+                                                                          320, 320))
+        np.testing.assert_allclose(sampler.read(maps),
+                                   _torch_upsampled(maps, (320, 320))[:, rows, cols],
+                                   rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"maps of \(80, 80\) read with a sampler made for"):
+        sampler.read(np.zeros((1, 80, 80), np.float32))
 
 @pytest.mark.parametrize("width_channels", [1, 120])
 @pytest.mark.parametrize("mode", ["peaks", "max"])

@@ -22,18 +22,41 @@ def channel_maps_fit(channel_size: Sequence[int], size: Sequence[int]) -> bool:
     return all(0 < channel <= full for channel, full in zip(channel_size, size, strict=True))
 
 
+class PixelSampler:
+    """Where n pixels of the output read planes of one smaller size: each pixel's four source
+    neighbours and weights, computed once for every map of that size (the angle and the width
+    maps share them), as ``sample_channels`` reads them."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, height: int, width: int,
+                 channel_size: Sequence[int]) -> None:
+        self.rows, self.cols = rows, cols
+        self.channel_size = tuple(channel_size)
+        self._full_size = self.channel_size == (height, width)
+        if not self._full_size:
+            self._top, self._bottom, self._down = _neighbours(rows, height, channel_size[0])
+            self._left, self._right, self._across = _neighbours(cols, width, channel_size[1])
+
+    def read(self, maps: np.ndarray) -> np.ndarray:
+        """(C, n) float32 of ``maps`` (C, h, w), (h, w) being this sampler's channel size."""
+        if maps.shape[1:] != self.channel_size:
+            raise ValueError(f"maps of {maps.shape[1:]} read with a sampler made for "
+                             f"{self.channel_size}")
+        if self._full_size:
+            return maps[:, self.rows, self.cols]
+        planes = maps.astype(np.float32, copy=False)
+        top, bottom, left, right = self._top, self._bottom, self._left, self._right
+        down, across = self._down, self._across
+        return ((1 - down) * ((1 - across) * planes[:, top, left]
+                              + across * planes[:, top, right])
+                + down * ((1 - across) * planes[:, bottom, left]
+                          + across * planes[:, bottom, right]))
+
+
 def sample_channels(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: int,
                     width: int) -> np.ndarray:
     """(C, n) float32: the planes of ``maps`` (C, h, w), upsampled to ``height`` x ``width``,
     at the n pixels (``rows``, ``cols``); planes of the output's size are read as they are."""
-    if maps.shape[1:] == (height, width):
-        return maps[:, rows, cols]
-    planes = maps.astype(np.float32, copy=False)
-    top, bottom, down = _neighbours(rows, height, maps.shape[1])
-    left, right, across = _neighbours(cols, width, maps.shape[2])
-    return ((1 - down) * ((1 - across) * planes[:, top, left] + across * planes[:, top, right])
-            + down * ((1 - across) * planes[:, bottom, left]
-                      + across * planes[:, bottom, right]))
+    return PixelSampler(rows, cols, height, width, maps.shape[1:]).read(maps)
 
 
 def upsampled(maps: np.ndarray, height: int, width: int) -> np.ndarray:

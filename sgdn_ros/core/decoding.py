@@ -15,7 +15,7 @@ from numbers import Integral, Real
 import cv2
 import numpy as np
 
-from sgdn_ros.core.channel_maps import channel_maps_fit, sample_channels, upsampled
+from sgdn_ros.core.channel_maps import PixelSampler, channel_maps_fit, upsampled
 from sgdn_ros.core.geometry import CropGeometry
 
 DECODE_MODES = ("max", "peaks")
@@ -367,10 +367,10 @@ def decode_grasps(
     able_map, angle_maps, width_maps = validated_maps(able, angle, width)
     rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config,
                                 peak_search)
-    angle_classes = np.argmax(sample_channels(angle_maps, rows, cols, *able_map.shape), axis=0)
+    sampler = PixelSampler(rows, cols, *able_map.shape, angle_maps.shape[1:])
+    angle_classes = np.argmax(sampler.read(angle_maps), axis=0)
     width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
-    width_logits = sample_channels(width_maps, rows, cols, *able_map.shape)[width_channels,
-                                                                            np.arange(rows.size)]
+    width_logits = sampler.read(width_maps)[width_channels, np.arange(rows.size)]
     crop_widths = sigmoid64(width_logits) * config.max_width_px
     confidences = sigmoid64(able_map[rows, cols])
     return grasps_at_pixels(rows, cols, angle_classes, confidences, crop_widths,
