@@ -16,13 +16,10 @@ from sgdn_ros.core.decoding import (
     confidence_map,
     decode_grasps,
     decode_grasps_full,
-    find_peaks,
-    keep_apart,
-    neighbourhood_max,
     output_layout,
-    suppress_close_peaks,
 )
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import find_peaks, keep_apart, neighbourhood_max, suppress_close_peaks
 
 IDENTITY = CropGeometry(top=0, left=0, scale=1.0, image_height=64, image_width=80)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgdn_ros.core.decoding import DecodeConfig, find_peaks, logit, neighbourhood_max
+from sgdn_ros.core.decoding import DecodeConfig, logit
 from sgdn_ros.core.frames import RawImage
+from sgdn_ros.core.peaks import find_peaks, neighbourhood_max
 from sgdn_ros.gpu.candidates import (
     CANDIDATE_INTS,
     TOP_CANDIDATES,

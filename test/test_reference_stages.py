@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from sgdn_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from sgdn_ros.core.decoding import DecodeConfig, decode_grasps, find_peaks
+from sgdn_ros.core.decoding import DecodeConfig, decode_grasps
 from sgdn_ros.core.depth import depth_to_metres
 from sgdn_ros.core.depth_planes import depth_bgr_planes, depth_planes
 from sgdn_ros.core.frames import SUPPORTED_ENCODINGS, RawImage, pixel_layout, raw_image_to_bgr
+from sgdn_ros.core.peaks import find_peaks
 from sgdn_ros.core.preprocessing import PreprocessConfig, Preprocessor, locate_input
 from sgdn_ros.core.reference_stages import (
     reference_decode_grasps,

@@ -8,35 +8,19 @@ the fast decoder picks grasp pixels on the able map alone and reads angle and wi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Integral, Real
 
-import cv2
 import numpy as np
 
+from sgdn_ros.core import compiled_stages
 from sgdn_ros.core.channel_maps import PixelSampler, channel_maps_fit, upsampled
+from sgdn_ros.core.compiled_stages import contiguous_float32
+from sgdn_ros.core.decode_checks import DecodingError, require_int, require_number
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import PeakSearch, find_peaks, threshold_in
 
 DECODE_MODES = ("max", "peaks")
 WIDTH_UNITS: tuple[str, ...] = ("pixels", "metres")
-
-
-class DecodingError(ValueError):
-    """Network outputs or decoding settings that cannot be decoded."""
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise DecodingError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _require_number(
-    name: str, value: object, meaning: str, valid: Callable[[float], bool]
-) -> None:
-    """NaN fails every check and booleans are refused, so a typo cannot slip through."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not valid(value):
-        raise DecodingError(f"{name} must be {meaning}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,14 +45,14 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.mode not in DECODE_MODES:
             raise DecodingError(f"mode must be one of {DECODE_MODES}, got {self.mode!r}")
-        _require_number("confidence_threshold", self.confidence_threshold, "in [0, 1]",
+        require_number("confidence_threshold", self.confidence_threshold, "in [0, 1]",
                         lambda value: 0.0 <= value <= 1.0)
-        _require_int("min_distance", self.min_distance, 1)
-        _require_int("max_grasps", self.max_grasps, 1)
+        require_int("min_distance", self.min_distance, 1)
+        require_int("max_grasps", self.max_grasps, 1)
         for name in ("max_width_px", "max_width_m"):
-            _require_number(name, getattr(self, name), "positive and finite",
+            require_number(name, getattr(self, name), "positive and finite",
                             lambda value: 0.0 < value < math.inf)
-        _require_number("metres_per_pixel", self.metres_per_pixel,
+        require_number("metres_per_pixel", self.metres_per_pixel,
                         "finite and >= 0 (0 when unknown)", lambda value: 0.0 <= value < math.inf)
         if self.width_units not in WIDTH_UNITS:
             raise DecodingError(
@@ -187,115 +171,6 @@ def logit(probability: float) -> float:
     return math.log(probability) - math.log1p(-probability)
 
 
-def threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
-    """The smallest value of dtype that is >= threshold, so comparing in dtype stays exact."""
-    cast = dtype.type(threshold)
-    if float(cast) < threshold:
-        cast = np.nextafter(cast, dtype.type(np.inf))
-    return cast
-
-
-def find_peaks(
-    score: np.ndarray, threshold: float, min_distance: int, max_peaks: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Local maxima of a 2-D map (rows, cols), best first, like scikit-image's peak_local_max.
-
-    A peak equals the maximum of its (2d+1)x(2d+1) neighbourhood and is >= threshold. Peaks are
-    kept greedily, best first (ties in row-major order), so none is within Chebyshev distance d
-    of a better one; this also reduces a plateau to one pixel.
-
-    Only pixels >= threshold can be peaks, and each one's neighbourhood lies in the box around
-    them all grown by d, so the neighbourhood maximum is computed in that box only (a grasped
-    object covers a small part of the map); the result is the whole-map search's,
-    ``reference_find_peaks``.
-    """
-    score, above = peak_search_inputs(score, threshold, min_distance, max_peaks)
-    left, top, width, height = cv2.boundingRect(above.view(np.uint8))
-    if width == 0:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    bottom = min(top + height + min_distance, score.shape[0])
-    right = min(left + width + min_distance, score.shape[1])
-    top, left = max(top - min_distance, 0), max(left - min_distance, 0)
-    box = (slice(top, bottom), slice(left, right))
-    region = score[box]
-    candidates = np.flatnonzero(above[box] & (region == neighbourhood_max(region, min_distance)))
-    return strongest_apart(region, candidates, min_distance, max_peaks, (top, left))
-
-
-def peak_search_inputs(score: np.ndarray, threshold: float, min_distance: int,
-                       max_peaks: int) -> tuple[np.ndarray, np.ndarray]:
-    """The checked arguments of a peak search: the score as float32/64 (a view where it is
-    one already) and where it is >= threshold."""
-    if not isinstance(score, np.ndarray) or score.ndim != 2 or 0 in score.shape:
-        shape = getattr(score, "shape", type(score).__name__)
-        raise DecodingError(f"score must be a non-empty 2-D numpy array, got {shape}")
-    _require_number("threshold", threshold, "a number (+-inf allowed)",
-                    lambda value: not math.isnan(value))
-    _require_int("min_distance", min_distance, 0)
-    _require_int("max_peaks", max_peaks, 1)
-    if score.dtype not in (np.float32, np.float64):
-        score = score.astype(np.float32)
-    score = np.ascontiguousarray(score)
-    return score, score >= threshold_in(score.dtype, threshold)
-
-
-def neighbourhood_max(score: np.ndarray, distance: int) -> np.ndarray:
-    """Each pixel's maximum over the (2 distance + 1)^2 square around it (clipped at the
-    edges)."""
-    size = 2 * distance + 1
-    return cv2.dilate(score, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
-
-
-def strongest_apart(score: np.ndarray, candidates: np.ndarray, min_distance: int,
-                    max_peaks: int, origin: tuple[int, int] = (0, 0)
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the candidates (flat indices into ``score``, each the maximum of its
-    neighbourhood) kept best first by ``suppress_close_peaks``, offset by ``origin`` (where
-    ``score`` lies in a larger map).
-
-    Two such candidates within ``min_distance`` of each other lie in each other's
-    neighbourhood, so they have the same score: when no two scores are equal (a network's
-    float32 logits), nothing is suppressed and the best ``max_peaks`` are the answer.
-    """
-    values = score.ravel()[candidates]
-    order = np.argsort(-values, kind="stable")
-    rows, cols = np.divmod(candidates[order], score.shape[1])
-    kept = keep_apart(rows, cols, values[order], min_distance, max_peaks)
-    return rows[kept] + origin[0], cols[kept] + origin[1]
-
-
-def keep_apart(rows: np.ndarray, cols: np.ndarray, ordered_scores: np.ndarray,
-               min_distance: int, max_peaks: int) -> np.ndarray:
-    """``suppress_close_peaks`` for local maxima sorted best first: two maxima within
-    ``min_distance`` share a score, so without equal neighbours in ``ordered_scores`` none is
-    suppressed and the first ``max_peaks`` are kept without the greedy pass (its numpy calls
-    per kept peak were the largest host cost of a GPU frame after the replay, profiled)."""
-    if (ordered_scores[1:] == ordered_scores[:-1]).any():
-        return np.asarray(suppress_close_peaks(rows, cols, min_distance, max_peaks), np.intp)
-    return np.arange(min(rows.size, max_peaks))
-
-
-def suppress_close_peaks(
-    rows: np.ndarray, cols: np.ndarray, min_distance: int, max_peaks: int
-) -> list[int]:
-    """Indices of the candidates kept, best first: candidates sorted best first are taken
-    greedily, dropping any within Chebyshev distance `min_distance` of a kept one. Shared by
-    `find_peaks` and the GPU decoder, whose candidates arrive unsorted."""
-    kept: list[int] = []
-    remaining = np.arange(rows.size)
-    while remaining.size and len(kept) < max_peaks:
-        best = remaining[0]
-        kept.append(best)
-        distance = np.maximum(
-            np.abs(rows[remaining] - rows[best]), np.abs(cols[remaining] - cols[best])
-        )
-        remaining = remaining[distance > min_distance]
-    return kept
-
-
-PeakSearch = Callable[[np.ndarray, float, int, int], tuple[np.ndarray, np.ndarray]]
-
-
 def _select_pixels(
     score: np.ndarray, threshold: float, config: DecodeConfig, peak_search: PeakSearch
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -367,14 +242,28 @@ def decode_grasps(
     able_map, angle_maps, width_maps = validated_maps(able, angle, width)
     rows, cols = _select_pixels(able_map, logit(config.confidence_threshold), config,
                                 peak_search)
-    sampler = PixelSampler(rows, cols, *able_map.shape, angle_maps.shape[1:])
-    angle_classes = np.argmax(sampler.read(angle_maps), axis=0)
-    width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
-    width_logits = sampler.read(width_maps)[width_channels, np.arange(rows.size)]
+    angle_classes, width_logits = classes_and_width_logits(angle_maps, width_maps, rows, cols,
+                                                           *able_map.shape)
     crop_widths = sigmoid64(width_logits) * config.max_width_px
     confidences = sigmoid64(able_map[rows, cols])
     return grasps_at_pixels(rows, cols, angle_classes, confidences, crop_widths,
                    angle_maps.shape[0], geometry, config)
+
+
+def classes_and_width_logits(angle_maps: np.ndarray, width_maps: np.ndarray, rows: np.ndarray,
+                             cols: np.ndarray, height: int, width: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """The angle class and the width logit at each chosen pixel of the ``height`` x ``width``
+    output: compiled where built (``compiled_stages``), else with ``PixelSampler``; the same
+    values either way."""
+    compiled = compiled_stages.COMPILED_STAGES
+    if compiled is not None and contiguous_float32(angle_maps, width_maps):
+        return compiled.sample_at_pixels(angle_maps, width_maps, rows, cols, height,
+                                                width)
+    sampler = PixelSampler(rows, cols, height, width, angle_maps.shape[1:])
+    angle_classes = np.argmax(sampler.read(angle_maps), axis=0)
+    width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)
+    return angle_classes, sampler.read(width_maps)[width_channels, np.arange(rows.size)]
 
 
 def decode_grasps_full(

@@ -38,7 +38,7 @@ DEPTH_KINDS: tuple[str, ...] = ("depth", "depth_bgr")
 DEPTH_CLIP_M = 1.0  # the author's clip of depth relative to the crop's mean
 
 # The author's colour input before its mean is subtracted: pixel / 255 in float32, per channel.
-_COLOUR_TABLES = [np.arange(256, dtype=np.float32) * np.float32(1 / 255)] * 3
+_COLOUR_TABLES = np.tile(np.arange(256, dtype=np.float32) * np.float32(1 / 255), (3, 1))
 _ALIGNMENT_ADVICE = ("publish depth aligned to the colour image (RealSense: "
                      "aligned_depth_to_color/image_raw)")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 
 import cv2
 import numpy as np
 
+from sgdn_ros.core import compiled_stages
+from sgdn_ros.core.compiled_stages import contiguous_float32
 from sgdn_ros.core.frames import RawImage, bgr_image_problem, raw_image_samples
 from sgdn_ros.core.geometry import CropGeometry
 
@@ -118,8 +119,8 @@ class Preprocessor:
     def __init__(self, config: PreprocessConfig) -> None:
         self.config = config
         values = np.arange(256, dtype=np.float32)
-        self._tables = [(values - np.float32(mean)) * np.float32(config.scale)
-                        for mean in config.mean_bgr]
+        self._tables = np.stack([(values - np.float32(mean)) * np.float32(config.scale)
+                                 for mean in config.mean_bgr])
 
     def __call__(self, image: RawImage | np.ndarray) -> tuple[np.ndarray, CropGeometry]:
         """Return a fresh (1, 3, H, W) float32 tensor of B, G, R planes, and the crop geometry.
@@ -137,15 +138,22 @@ class Preprocessor:
 
 
 def write_through_tables(image: RawImage | np.ndarray, config: PreprocessConfig,
-                         tables: Sequence[np.ndarray], planes: np.ndarray
+                         tables: np.ndarray, planes: np.ndarray
                          ) -> tuple[tuple[slice, slice], CropGeometry]:
     """Write the crop of ``image`` into ``planes`` (3, H, W) float32, plane c holding
-    ``tables[c][pixel]`` of the crop's channel c (B, G, R); 0.0 where the crop leaves the
-    image. Returns the (rows, cols) of the planes the image fills, and the geometry. Shared by
-    the colour models and the colour planes of RGB-D models."""
+    ``tables[c][pixel]`` of the crop's channel c (B, G, R; ``tables`` (3, 256) float32); 0.0
+    where the crop leaves the image. Returns the (rows, cols) of the planes the image fills,
+    and the geometry. Shared by the colour models and the colour planes of RGB-D models.
+
+    One compiled pass where the package was built with it (``compiled_stages``), else
+    OpenCV's split and one lookup per plane: the same planes."""
     window, channels, target, geometry = colour_window(image, config)
     if window.shape[:2] != planes.shape[1:]:
         planes.fill(0.0)
+    compiled = compiled_stages.COMPILED_STAGES
+    if compiled is not None and contiguous_float32(planes, tables):
+        compiled.planes_through_tables(window, channels, tables, planes, target)
+        return target, geometry
     samples = cv2.split(window) if window.ndim == 3 else [window]
     for plane, channel, table in zip(planes, channels, tables):
         cv2.LUT(samples[channel], table, dst=plane[target])

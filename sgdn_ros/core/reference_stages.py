@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sgdn_ros.core.decoding import (
-    DecodeConfig,
-    Grasp,
-    decode_grasps,
-    neighbourhood_max,
-    peak_search_inputs,
-    suppress_close_peaks,
-)
+from sgdn_ros.core.decoding import DecodeConfig, Grasp, decode_grasps
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import (
+    checked_peak_score,
+    neighbourhood_max,
+    suppress_close_peaks,
+    threshold_in,
+)
 from sgdn_ros.core.preprocessing import PreprocessConfig, locate_input, require_bgr_image
 
 
@@ -42,7 +41,8 @@ def reference_find_peaks(score: np.ndarray, threshold: float, min_distance: int,
                          max_peaks: int) -> tuple[np.ndarray, np.ndarray]:
     """``find_peaks`` as it was: the neighbourhood maximum over the whole map, then the
     suppression pass over every candidate, ties or not."""
-    score, above = peak_search_inputs(score, threshold, min_distance, max_peaks)
+    score = checked_peak_score(score, threshold, min_distance, max_peaks)
+    above = score >= threshold_in(score.dtype, threshold)
     if not above.any():
         return np.empty(0, np.intp), np.empty(0, np.intp)
     candidates = np.flatnonzero(above & (score == neighbourhood_max(score, min_distance)))

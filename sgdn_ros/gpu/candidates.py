@@ -22,14 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sgdn_ros.core.decoding import (
-    DecodeConfig,
-    Grasp,
-    grasps_at_pixels,
-    keep_apart,
-    sigmoid64,
-)
+from sgdn_ros.core.decoding import DecodeConfig, Grasp, grasps_at_pixels, sigmoid64
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import keep_apart
 
 CANDIDATE_INTS = 4  # pixel index, able logit bits, angle class, width logit bits
 TOP_CANDIDATES = 128  # above the largest max_grasps (100): a 2,052-byte record per frame

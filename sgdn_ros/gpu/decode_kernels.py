@@ -16,15 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdn_ros.core.decoding import (
-    DecodeConfig,
-    Grasp,
-    find_peaks,
-    keep_apart,
-    logit,
-    threshold_in,
-)
+from sgdn_ros.core.decoding import DecodeConfig, Grasp, logit
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import find_peaks, keep_apart, threshold_in
 from sgdn_ros.gpu.buffers import FLOAT32_BYTES, DeviceBuffer, PinnedBuffer, device_pointer
 from sgdn_ros.gpu.candidates import grasps_from_decoded
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdn_ros.core.decoding import DecodeConfig, logit, threshold_in
+from sgdn_ros.core.decoding import DecodeConfig, logit
 from sgdn_ros.core.frames import RawImage
 from sgdn_ros.core.geometry import CropGeometry
+from sgdn_ros.core.peaks import threshold_in
 from sgdn_ros.gpu.buffers import device_pointer
 from sgdn_ros.gpu.candidates import TOP_CANDIDATES, record_ints
 from sgdn_ros.gpu.cuda_context import import_pycuda_driver
