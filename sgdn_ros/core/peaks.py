@@ -41,8 +41,8 @@ def find_peaks(
     score = checked_peak_score(score, threshold, min_distance, max_peaks)
     compiled = compiled_stages.COMPILED_STAGES
     if compiled is not None and score.dtype == np.float32:
-        peaks = compiled.find_peaks(score, threshold_in(score.dtype, threshold),
-                                           min_distance, max_peaks)
+        peaks = compiled.find_peaks(score, threshold_in(score.dtype, threshold), min_distance,
+                                    max_peaks)
     else:
         peaks = None if np.isnan(score).any() else box_find_peaks(score, threshold,
                                                                    min_distance, max_peaks)
