@@ -28,6 +28,7 @@ from sgdn_ros.backends.base import (
     ModelOutputs,
     resolve_output_names,
 )
+from sgdn_ros.core.checks import require_int
 from sgdn_ros.models.metadata import ModelMetadata, check_against_graph, parse_metadata
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -72,7 +73,7 @@ class SessionTuning:
     memory_pattern: bool = True
 
     def session_options(self) -> ort.SessionOptions:
-        _require_int("intra_op_threads", self.intra_op_threads, 0)
+        require_int("intra_op_threads", self.intra_op_threads, 0)
         if self.optimization not in _OPTIMIZATION_LEVELS:
             raise ValueError(f"optimization must be one of {', '.join(_OPTIMIZATION_LEVELS)}, "
                              f"got {self.optimization!r}")
@@ -109,7 +110,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, model_path: str | PathLike[str], *, intra_op_threads: int = 0,
                  prefer_gpu: bool = True, max_batch: int = DEFAULT_MAX_BATCH,
                  tuning: SessionTuning = SessionTuning()) -> None:
-        _require_int("max_batch", max_batch, 1)
+        require_int("max_batch", max_batch, 1)
         options = replace(tuning, intra_op_threads=intra_op_threads).session_options()
         path = pathlib.Path(model_path).expanduser()
         if not path.is_file():
@@ -157,11 +158,6 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     def close(self) -> None:
         self._session = None
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _describe_model(session: ort.InferenceSession, path: pathlib.Path,

@@ -14,10 +14,10 @@ import numpy as np
 
 from sgdn_ros.core import compiled_stages
 from sgdn_ros.core.channel_maps import PixelSampler, channel_maps_fit, upsampled
+from sgdn_ros.core.checks import require_int, require_number
 from sgdn_ros.core.compiled_stages import contiguous_float32
-from sgdn_ros.core.decode_checks import DecodingError, require_int, require_number
 from sgdn_ros.core.geometry import CropGeometry
-from sgdn_ros.core.peaks import PeakSearch, find_peaks, threshold_in
+from sgdn_ros.core.peaks import DecodingError, PeakSearch, find_peaks, threshold_in
 
 DECODE_MODES = ("max", "peaks")
 WIDTH_UNITS: tuple[str, ...] = ("pixels", "metres")
@@ -46,14 +46,15 @@ class DecodeConfig:
         if self.mode not in DECODE_MODES:
             raise DecodingError(f"mode must be one of {DECODE_MODES}, got {self.mode!r}")
         require_number("confidence_threshold", self.confidence_threshold, "in [0, 1]",
-                        lambda value: 0.0 <= value <= 1.0)
-        require_int("min_distance", self.min_distance, 1)
-        require_int("max_grasps", self.max_grasps, 1)
+                       lambda value: 0.0 <= value <= 1.0, error=DecodingError)
+        require_int("min_distance", self.min_distance, 1, error=DecodingError)
+        require_int("max_grasps", self.max_grasps, 1, error=DecodingError)
         for name in ("max_width_px", "max_width_m"):
             require_number(name, getattr(self, name), "positive and finite",
-                            lambda value: 0.0 < value < math.inf)
+                           lambda value: 0.0 < value < math.inf, error=DecodingError)
         require_number("metres_per_pixel", self.metres_per_pixel,
-                        "finite and >= 0 (0 when unknown)", lambda value: 0.0 <= value < math.inf)
+                       "finite and >= 0 (0 when unknown)", lambda value: 0.0 <= value < math.inf,
+                       error=DecodingError)
         if self.width_units not in WIDTH_UNITS:
             raise DecodingError(
                 f"width_units must be one of {WIDTH_UNITS}, got {self.width_units!r}")

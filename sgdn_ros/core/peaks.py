@@ -13,8 +13,11 @@ import cv2
 import numpy as np
 
 from sgdn_ros.core import compiled_stages
-from sgdn_ros.core.decode_checks import DecodingError, require_int, require_number
+from sgdn_ros.core.checks import require_int, require_number
 
+
+class DecodingError(ValueError):
+    """Network outputs or decoding settings that cannot be decoded."""
 
 def threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
     """The smallest value of dtype that is >= threshold, so comparing in dtype stays exact."""
@@ -85,9 +88,9 @@ def checked_peak_score(score: np.ndarray, threshold: float, min_distance: int,
         shape = getattr(score, "shape", type(score).__name__)
         raise DecodingError(f"score must be a non-empty 2-D numpy array, got {shape}")
     require_number("threshold", threshold, "a number (+-inf allowed)",
-                    lambda value: not math.isnan(value))
-    require_int("min_distance", min_distance, 0)
-    require_int("max_peaks", max_peaks, 1)
+                   lambda value: not math.isnan(value), error=DecodingError)
+    require_int("min_distance", min_distance, 0, error=DecodingError)
+    require_int("max_peaks", max_peaks, 1, error=DecodingError)
     if score.dtype not in (np.float32, np.float64):
         score = score.astype(np.float32)
     return np.ascontiguousarray(score)

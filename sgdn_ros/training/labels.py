@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sgdn_ros.core.checks import require_int
 from sgdn_ros.training.grasp_rectangles import GraspRectangle
 
 _SAME_LINE_TOLERANCE_PX = 0.5
@@ -42,7 +43,7 @@ class LabelMaps:
 
 def angle_class(angle: float, num_angle_classes: int) -> int:
     """The class whose angle ``k / K * pi`` is nearest (halves round up), modulo K."""
-    _require_int("num_angle_classes", num_angle_classes, 1)
+    require_int("num_angle_classes", num_angle_classes, 1)
     if not _is_finite(angle):
         raise ValueError(f"angle must be a finite number of radians, got {angle!r}")
     return int(math.floor(angle / math.pi * num_angle_classes + 0.5)) % num_angle_classes
@@ -61,9 +62,9 @@ def label_maps(
     Pixel (row, col) has its centre at integer coordinates, as in ``sgdn_ros.training.scenes``.
     ``centre_radius_px`` must be at least 1 so that every grasp centre marks a pixel.
     """
-    _require_int("height", height, 1)
-    _require_int("width", width, 1)
-    _require_int("num_angle_classes", num_angle_classes, 1)
+    require_int("height", height, 1)
+    require_int("width", width, 1)
+    require_int("num_angle_classes", num_angle_classes, 1)
     if not _is_finite(max_width_px) or max_width_px <= 0:
         raise ValueError(f"max_width_px must be a finite number > 0, got {max_width_px!r}")
     if not _is_finite(centre_radius_px) or centre_radius_px < 1:
@@ -88,11 +89,6 @@ def label_maps(
     widest = np.append(cell[1:] != cell[:-1], True)
     opening.ravel()[cell[widest]] = values[widest]
     return LabelMaps(able=able, angle=angle, width=opening)
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _is_finite(value: object) -> bool:
