@@ -80,8 +80,9 @@ static void maximum_of(float *out, const float *a, const float *b, int64_t count
     }
 }
 
-/* values[i .. i + lanes) |= values[i + shift ..) for the first `count` positions (`step`
- * floats apart): one vectorised call when the positions are adjacent. */
+/* Position i (its `lanes` floats; positions `step` floats apart) becomes its element-wise
+ * maximum with position i + shift, for the first `count` positions: one vectorised call when
+ * the positions are adjacent. */
 static void shifted_maximum(float *values, int64_t count, int64_t shift, int64_t step,
                             int64_t lanes) {
     if (step == lanes) {
