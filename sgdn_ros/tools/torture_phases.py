@@ -167,8 +167,13 @@ def _memory_figures(report: Report, phase: str, warm_up: str, samples: list[Proc
     most = max(later, key=lambda sample: sample.threads)
     report.at_most(phase, "threads at most after warm-up", most.threads, warm.threads)
     if most.threads > warm.threads:
+        # Whether they stayed tells a leak from threads that came and went (a library's helper,
+        # or a thread sampled before it named itself).
         report.add(phase, "threads new after warm-up",
                    new_threads(warm.thread_names, most.thread_names))
+        above = sum(sample.threads > warm.threads for sample in later)
+        report.add(phase, "samples with more threads than after warm-up",
+                   f"{above} of {len(later)}; at the end {later[-1].threads}")
 
 
 def _unaccounted(values: dict[str, float]) -> int:
