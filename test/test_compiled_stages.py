@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from sgdn_ros.core import compiled_stages
-from sgdn_ros.core.channel_maps import PixelSampler
 from sgdn_ros.core.compiled_stages import COMPILED_NOTE, COMPILED_STAGES
 from sgdn_ros.core.decoding import (
     DecodeConfig,
@@ -94,41 +93,43 @@ def test_a_map_holding_nan_is_refused_with_the_reason(compiled, monkeypatch):
         find_peaks(score, 1.0, 3, 5)
 
 
-def pixel_sampler_reading(angle_maps, width_maps, rows, cols, height, width):
-    sampler = PixelSampler(rows, cols, height, width, angle_maps.shape[1:])
-    classes = np.argmax(sampler.read(angle_maps), axis=0)
-    planes = classes if width_maps.shape[0] > 1 else np.zeros_like(classes)
-    return classes, sampler.read(width_maps)[planes, np.arange(rows.size)]
+def compiled_and_python(monkeypatch, compute):
+    """What ``compute`` gives with the compiled stages, then with the Python forms."""
+    compiled = compute()
+    with monkeypatch.context() as patch:
+        patch.setattr(compiled_stages, "COMPILED_STAGES", None)
+        python = compute()
+    return compiled, python
 
 
 @needs_compiled
 @pytest.mark.parametrize("channel_size", [(160, 160), (97, 131), (1, 1), (320, 320)])
 @pytest.mark.parametrize(("classes", "width_planes"), [(120, 1), (18, 18), (1, 1)])
 def test_compiled_sampling_reads_what_the_pixel_sampler_reads(channel_size, classes,
-                                                              width_planes):
+                                                              width_planes, monkeypatch):
     rng = np.random.default_rng(classes + sum(channel_size))
     angle_maps = rng.normal(0, 2, (classes, *channel_size)).astype(np.float32)
     width_maps = rng.normal(0, 2, (width_planes, *channel_size)).astype(np.float32)
     angle_maps[:, :3, :3] = 1.0  # ties: the first largest class wins, as numpy.argmax's
     rows = np.concatenate([[0, 319, 1, 2], rng.integers(0, 320, 60)])
     cols = np.concatenate([[319, 0, 1, 2], rng.integers(0, 320, 60)])
-    got = classes_and_width_logits(angle_maps, width_maps, rows, cols, 320, 320)
-    want = pixel_sampler_reading(angle_maps, width_maps, rows, cols, 320, 320)
+    got, want = compiled_and_python(monkeypatch, lambda: classes_and_width_logits(
+        angle_maps, width_maps, rows, cols, 320, 320))
     np.testing.assert_array_equal(got[0], want[0])
     assert got[1].dtype == want[1].dtype == np.float32
     np.testing.assert_array_equal(got[1].view(np.int32), want[1].view(np.int32))  # to the bit
 
 
 @needs_compiled
-def test_compiled_sampling_takes_the_first_nan_class_as_numpy_argmax_does():
+def test_compiled_sampling_takes_the_first_nan_class_as_numpy_argmax_does(monkeypatch):
     angle_maps = np.zeros((6, 4, 4), np.float32)
     angle_maps[1] = 5.0
     angle_maps[3, 2, 2] = angle_maps[4, 2, 2] = np.nan
     rows, cols = np.array([0, 2]), np.array([0, 2])
     width_maps = np.ones((1, 4, 4), np.float32)
-    got = classes_and_width_logits(angle_maps, width_maps, rows, cols, 4, 4)
-    assert got[0].tolist() == pixel_sampler_reading(angle_maps, width_maps, rows, cols, 4,
-                                                    4)[0].tolist() == [1, 3]
+    got, want = compiled_and_python(monkeypatch, lambda: classes_and_width_logits(
+        angle_maps, width_maps, rows, cols, 4, 4))
+    assert got[0].tolist() == want[0].tolist() == [1, 3]
 
 
 @needs_compiled
@@ -141,9 +142,9 @@ def test_compiled_and_numpy_decoding_give_the_same_grasps(seed, monkeypatch):
     geometry = CropGeometry(top=80, left=160, scale=1.0, image_height=480, image_width=640)
     config = DecodeConfig(confidence_threshold=0.9, max_grasps=int(rng.integers(1, 40)),
                           min_distance=int(rng.integers(1, 12)))
-    compiled = decode_grasps(able, angle, width, geometry, config)
-    monkeypatch.setattr(compiled_stages, "COMPILED_STAGES", None)
-    assert compiled == decode_grasps(able, angle, width, geometry, config)
+    compiled, python = compiled_and_python(
+        monkeypatch, lambda: decode_grasps(able, angle, width, geometry, config))
+    assert compiled == python
     assert len(compiled) == config.max_grasps
 
 
@@ -157,14 +158,6 @@ def raw_frame(rng: np.random.Generator, encoding: str, height: int, width: int) 
                     encoding)
 
 
-def planes_both_ways(monkeypatch, write) -> tuple[np.ndarray, np.ndarray]:
-    compiled = write()
-    with monkeypatch.context() as patch:
-        patch.setattr(compiled_stages, "COMPILED_STAGES", None)
-        opencv = write()
-    return compiled, opencv
-
-
 @needs_compiled
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize(("height", "width"), [(480, 640), (300, 500), (321, 333)])
@@ -172,7 +165,7 @@ def test_compiled_planes_are_opencvs_for_every_encoding(encoding, height, width,
     """Frames larger and smaller than the crop (padded with zeros), rows with padding bytes."""
     frame = raw_frame(np.random.default_rng(len(encoding) + height), encoding, height, width)
     preprocess = Preprocessor(PreprocessConfig(mean_bgr=(104.0, 117.0, 123.0), scale=0.017))
-    compiled, opencv = planes_both_ways(monkeypatch, lambda: preprocess(frame)[0])
+    compiled, opencv = compiled_and_python(monkeypatch, lambda: preprocess(frame)[0])
     np.testing.assert_array_equal(compiled.view(np.int32), opencv.view(np.int32))
 
 
@@ -181,6 +174,6 @@ def test_compiled_colour_planes_of_an_rgbd_model_are_opencvs(monkeypatch):
     rng = np.random.default_rng(11)
     frame = raw_frame(rng, "rgb8", 480, 640)
     depth_m = rng.uniform(0.3, 1.2, (480, 640)).astype(np.float32)
-    compiled, opencv = planes_both_ways(
+    compiled, opencv = compiled_and_python(
         monkeypatch, lambda: depth_bgr_planes(depth_m, frame, PreprocessConfig())[0])
     np.testing.assert_array_equal(compiled.view(np.int32), opencv.view(np.int32))

@@ -45,8 +45,7 @@ class CompiledStages:
                               target: tuple[slice, slice]) -> None:
         """``write_through_tables``' lookups: ``planes[k][target]`` = ``tables[k]`` of channel
         ``channels[k]`` of the (h, w, C) or (h, w) uint8 ``window`` (positive strides), for
-        contiguous
-        (3, H, W) float32 ``planes`` and contiguous (3, 256) float32 ``tables``."""
+        contiguous (3, H, W) float32 ``planes`` and contiguous (3, 256) float32 ``tables``."""
         row, col = target[0].start or 0, target[1].start or 0
         first = planes.ctypes.data + (row * planes.shape[2] + col) * planes.itemsize
         self._planes(window.ctypes.data, window.shape[0], window.shape[1], window.strides[0],

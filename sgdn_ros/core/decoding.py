@@ -259,8 +259,7 @@ def classes_and_width_logits(angle_maps: np.ndarray, width_maps: np.ndarray, row
     values either way."""
     compiled = compiled_stages.COMPILED_STAGES
     if compiled is not None and contiguous_float32(angle_maps, width_maps):
-        return compiled.sample_at_pixels(angle_maps, width_maps, rows, cols, height,
-                                                width)
+        return compiled.sample_at_pixels(angle_maps, width_maps, rows, cols, height, width)
     sampler = PixelSampler(rows, cols, height, width, angle_maps.shape[1:])
     angle_classes = np.argmax(sampler.read(angle_maps), axis=0)
     width_channels = angle_classes if width_maps.shape[0] > 1 else np.zeros_like(angle_classes)

@@ -19,6 +19,7 @@ from sgdn_ros.core.checks import require_int, require_number
 class DecodingError(ValueError):
     """Network outputs or decoding settings that cannot be decoded."""
 
+
 def threshold_in(dtype: np.dtype, threshold: float) -> np.floating:
     """The smallest value of dtype that is >= threshold, so comparing in dtype stays exact."""
     cast = dtype.type(threshold)

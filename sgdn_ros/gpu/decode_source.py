@@ -49,6 +49,7 @@ def frame_map_addresses(maps: Sequence[object], frame: int, size: tuple[int, int
     return (able + frame_offset_bytes(frame, size),
             angle + channel_bytes * num_angle_classes, width + channel_bytes * width_channels)
 
+
 DECODE_SOURCE = r"""
 /* Candidates are (pixel index, logit bits) int pairs; count may exceed capacity (overflow). */
 __device__ void store_candidate(int* count, int* candidates, int capacity, int index,
